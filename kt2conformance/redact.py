@@ -1,0 +1,77 @@
+"""The one place that knows the secrets of a run, so that no report, log or reproducer line ever
+shows them (CONTRACT.md: tokens, private keys and client assertions never appear anywhere).
+
+Two layers, because either alone leaks:
+- exact secrets registered as they come into being (the `--token`, each access token obtained,
+  each client assertion, the private key PEM text), replaced wherever they occur;
+- generic patterns that need no registration: the value of any `Authorization` header, any
+  `client_assertion=` / `access_token` value, any JWT-shaped string and any PEM private key block.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping
+
+REDACTED = "<redacted>"
+
+# Shorter strings are not searched for in free text: replacing a 3-letter token everywhere would
+# mangle reports. Such tokens still only travel in the Authorization header, which is always
+# redacted by pattern.
+_MIN_SECRET_LEN = 6
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # "Authorization: Bearer xyz" in curl lines and logs: keep the scheme, hide the credentials
+    (re.compile(r"(?i)(authorization\s*:\s*(?:(?:bearer|basic|dpop)\s+)?)[^\s'\"]+"),
+     r"\1" + REDACTED),
+    # the same header inside a printed dict or JSON: {'Authorization': 'Bearer xyz'}
+    (re.compile(r"(?i)([\"']authorization[\"']\s*:\s*[\"'](?:(?:bearer|basic|dpop)\s+)?)"
+                r"[^\"']+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(client_assertion=)[^&\s'\"]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(\"(?:access_token|refresh_token|id_token|client_assertion)\"\s*:\s*\")"
+                r"[^\"]*"), r"\1" + REDACTED),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+     REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+]
+
+
+def register_secret(secret: str | bytes | None) -> None:
+    """Remember a secret of this run; every later `redact()` hides it."""
+    if secret is None:
+        return
+    text = secret.decode("utf-8", "replace") if isinstance(secret, bytes) else secret
+    text = text.strip()
+    if len(text) >= _MIN_SECRET_LEN:
+        with _lock:
+            _secrets.add(text)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret and every generically recognised secret replaced."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)  # longest first: a PEM before its parts
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A copy of `headers` safe to keep: `Authorization` keeps only its scheme, other values are
+    scrubbed of registered secrets."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    safe: dict[str, str] = {}
+    for name, value in items:
+        if name.lower() in ("authorization", "proxy-authorization"):
+            scheme = value.split(" ", 1)[0] if " " in value else ""
+            safe[name] = f"{scheme} {REDACTED}".strip()
+        else:
+            safe[name] = redact(value)
+    return safe

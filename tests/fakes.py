@@ -1,0 +1,341 @@
+"""Tiny real-HTTP servers on loopback for the client, auth and registry tests.
+
+They speak actual HTTP over sockets (no mocks), so the tests exercise httpx, timeouts, dropped
+connections and streaming exactly as a run against a real server would:
+- `SmartServer`: a SMART Backend Services authorization server plus a protected FHIR endpoint;
+- `MisbehavingServer`: a FHIR endpoint whose first path segment picks how it misbehaves;
+- `RegistryServer`: an npm-style FHIR package registry serving fixed routes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import secrets
+import socket
+import struct
+import tarfile
+import threading
+import time
+from collections import Counter, defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    fake: Any
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output clean
+        pass
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send(self, status: int, body: bytes | dict | list = b"",
+             content_type: str = "application/fhir+json", headers: dict[str, str] | None = None
+             ) -> None:
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class LoopbackServer:
+    """Runs a handler class on 127.0.0.1 (free port) in a daemon thread; use as a context
+    manager. Handlers reach this object as `self.server.fake`."""
+
+    handler: type[_Handler]
+
+    def __init__(self) -> None:
+        self._httpd = _Server(("127.0.0.1", 0), self.handler)
+        self._httpd.fake = self
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+# -- SMART Backend Services ----------------------------------------------------------------------
+
+
+def _b64json(segment: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+class _SmartHandler(_Handler):
+    def do_GET(self) -> None:
+        fake: SmartServer = self.server.fake
+        path = urlsplit(self.path).path
+        if path == "/fhir/.well-known/smart-configuration":
+            fake.discoveries += 1
+            self.send(200, {"token_endpoint": fake.token_url,
+                            "token_endpoint_auth_methods_supported": ["private_key_jwt"]},
+                      content_type="application/json")
+        elif path == "/fhir/metadata":
+            self.send(200, {"resourceType": "CapabilityStatement", "status": "active"})
+        else:
+            self._protected({"resourceType": "Task", "id": path.rsplit("/", 1)[-1]}, 200)
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/auth/token":
+            self._token()
+        else:
+            resource = json.loads(self.read_body() or b"{}")
+            self._protected({**resource, "id": "new"}, 201)
+
+    def _protected(self, body: dict, status: int) -> None:
+        fake: SmartServer = self.server.fake
+        authorization = self.headers.get("Authorization", "")
+        fake.fhir_authorizations.append(authorization)
+        token = authorization.removeprefix("Bearer ")
+        with fake.lock:
+            expiry = fake.issued.get(token)
+        if expiry is None or expiry < time.time() or token in fake.revoked:
+            self.send(401, {"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "login", "diagnostics": "invalid token"}]})
+            return
+        self.send(status, body)
+
+    def _token(self) -> None:
+        fake: SmartServer = self.server.fake
+        form = {k: v[0] for k, v in parse_qs(self.read_body().decode()).items()}
+        with fake.lock:
+            fake.token_requests += 1
+            fake.forms.append(form)
+        problem = fake.check_assertion(form)
+        if problem:
+            with fake.lock:
+                fake.rejections.append(problem)
+            self.send(401, {"error": "invalid_client", "error_description": problem},
+                      content_type="application/json")
+            return
+        token = secrets.token_urlsafe(24)
+        with fake.lock:
+            fake.issued[token] = time.time() + fake.token_lifetime
+        self.send(200, {"access_token": token, "token_type": "bearer",
+                        "expires_in": fake.token_lifetime, "scope": "system/*.*"},
+                  content_type="application/json")
+
+
+class SmartServer(LoopbackServer):
+    """Authorization server checking client assertions the way SMART Backend Services demands:
+    signature against the client's registered public keys, iss = sub = client id, aud = token
+    URL, exp in the future and at most 5 minutes away, jti never seen before, the right
+    grant_type and client_assertion_type. Protected FHIR endpoints live under /fhir."""
+
+    handler = _SmartHandler
+
+    def __init__(self, token_lifetime: int = 300) -> None:
+        super().__init__()
+        self.fhir_base = f"{self.url}/fhir"
+        self.token_url = f"{self.url}/auth/token"
+        self.token_lifetime = token_lifetime
+        self.clients: dict[str, list[RSAKey | ECKey]] = {}
+        self.lock = threading.Lock()
+        self.issued: dict[str, float] = {}
+        self.revoked: set[str] = set()
+        self.seen_jtis: set[str] = set()
+        self.forms: list[dict[str, str]] = []
+        self.rejections: list[str] = []
+        self.fhir_authorizations: list[str] = []
+        self.token_requests = 0
+        self.discoveries = 0
+
+    def register(self, client_id: str, public_jwk: dict) -> None:
+        key_class = RSAKey if public_jwk["kty"] == "RSA" else ECKey
+        self.clients.setdefault(client_id, []).append(key_class.import_key(public_jwk))
+
+    def revoke_all(self) -> None:
+        with self.lock:
+            self.revoked.update(self.issued)
+
+    def check_assertion(self, form: dict[str, str]) -> str | None:
+        """What is wrong with a token request, or None."""
+        if form.get("grant_type") != "client_credentials":
+            return "grant_type must be client_credentials"
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            return "wrong client_assertion_type"
+        assertion = form.get("client_assertion", "")
+        try:
+            unverified = _b64json(assertion.split(".")[1])
+        except (ValueError, IndexError):
+            return "client_assertion is not a JWT"
+        keys = self.clients.get(str(unverified.get("iss")), [])
+        claims = None
+        for key in keys:
+            try:
+                claims = jwt.decode(assertion, key, algorithms=["RS384", "RS512", "ES384"]).claims
+                break
+            except Exception:  # noqa: BLE001 - any failure means "not this key"
+                continue
+        if claims is None:
+            return "signature does not verify with the registered keys"
+        now = time.time()
+        if claims.get("iss") != claims.get("sub"):
+            return "iss and sub differ"
+        if claims.get("aud") != self.token_url:
+            return f"aud is not {self.token_url}"
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or exp <= now or exp > now + 300:
+            return "exp missing, past, or more than 5 minutes ahead"
+        with self.lock:
+            if not claims.get("jti") or claims["jti"] in self.seen_jtis:
+                return "jti missing or reused"
+            self.seen_jtis.add(claims["jti"])
+        return None
+
+    def assertion_headers(self) -> list[dict]:
+        """The JOSE headers of all client assertions received."""
+        return [_b64json(f["client_assertion"].split(".")[0]) for f in self.forms]
+
+
+# -- a misbehaving FHIR server -------------------------------------------------------------------
+
+HUGE_BYTES = 50 * 1024 * 1024
+
+
+class _MisbehavingHandler(_Handler):
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        fake: MisbehavingServer = self.server.fake
+        body = self.read_body()
+        mode = urlsplit(self.path).path.strip("/").split("/", 1)[0]
+        with fake.lock:
+            fake.hits[mode] += 1
+            count = fake.hits[mode]
+            fake.requests.append((self.command, self.path, dict(self.headers), body))
+        ok = {"resourceType": "Task", "id": "1", "status": "requested"}
+        if mode == "slow":
+            time.sleep(fake.slow_seconds)
+            self.send(200, ok)
+        elif mode == "nonjson":
+            self.send(200, b"<html><body>Internal error</body></html>", content_type="text/html")
+        elif mode == "empty":
+            self.send(200, b"")
+        elif mode == "huge":
+            self._huge()
+        elif mode == "drop":
+            self.close_connection = True  # close without a byte of answer
+        elif mode == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True  # RST instead of FIN: "connection reset by peer"
+        elif mode == "throttle" and count == 1:
+            self.send(429, {"resourceType": "OperationOutcome"}, headers={"Retry-After": "1"})
+        elif mode == "unavailable" and count == 1:
+            self.send(503, b"")
+        elif mode == "redirect":
+            self.send(302, b"", headers={"Location": fake.redirect_to})
+        else:
+            self.send(201 if self.command == "POST" else 200, ok)
+
+    def _huge(self) -> None:
+        """50 MB without Content-Length (read-until-close), so only streaming can stop it."""
+        fake: MisbehavingServer = self.server.fake
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.end_headers()
+        chunk = b"[" + b"0," * 32767 + b"0"
+        try:
+            while fake.huge_sent < HUGE_BYTES:
+                self.wfile.write(chunk)
+                fake.huge_sent += len(chunk)
+        except OSError:
+            pass  # the client hung up, as it should
+        self.close_connection = True
+
+
+class MisbehavingServer(LoopbackServer):
+    """A FHIR endpoint at URL/MODE: slow, nonjson, empty, huge, drop, reset, throttle (429 with
+    Retry-After: 1, then OK), unavailable (503, then OK), redirect (302 to `redirect_to`), and
+    anything else answers OK. Requests are counted per mode."""
+
+    handler = _MisbehavingHandler
+
+    def __init__(self, slow_seconds: float = 2.0, redirect_to: str = "") -> None:
+        super().__init__()
+        self.slow_seconds = slow_seconds
+        self.redirect_to = redirect_to
+        self.lock = threading.Lock()
+        self.hits: Counter[str] = Counter()
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.huge_sent = 0
+
+
+# -- a FHIR package registry ---------------------------------------------------------------------
+
+
+class _RegistryHandler(_Handler):
+    def do_GET(self) -> None:
+        fake: RegistryServer = self.server.fake
+        path = urlsplit(self.path).path
+        fake.requests[path] += 1
+        route = fake.routes.get(path)
+        if route is None:
+            self.send(404, {"error": "Not found"}, content_type="application/json")
+        else:
+            content_type, body = route
+            self.send(200, body, content_type=content_type)
+
+
+class RegistryServer(LoopbackServer):
+    """Serves `routes` (path -> (content type, body)); everything else is 404."""
+
+    handler = _RegistryHandler
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.routes: dict[str, tuple[str, bytes | dict]] = {}
+        self.requests: defaultdict[str, int] = defaultdict(int)
+
+
+def build_tgz(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    """A gzipped tar with `files` (member path -> content) and optional symlinks."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return out.getvalue()
