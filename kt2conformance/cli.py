@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"kt2conformance: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: not an error of ours
+        return 0
     except KeyboardInterrupt:
         print("kt2conformance: interrupted", file=sys.stderr)
         return 130

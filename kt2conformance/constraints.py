@@ -1,0 +1,111 @@
+"""The constraints a profile imposes, one stable key each (`<element id>/<kind>`, CONTRACT.md),
+read from the element tree, plus the rules a Koppeltaal server enforces beyond the profile.
+
+What is listed:
+- `min` for required elements, `max` where the profile narrows the base (every max 0, slice
+  limits), `fixed`, `pattern`, `binding` (required strength only);
+- `type` for every element (wrong JSON type or shape, a choice type not allowed), `format` for
+  elements whose value is or contains primitives, `unknown` for elements with children,
+  `targetProfile` for references and canonicals that restrict their target;
+- `constraint:<key>` for every invariant of the element, of its datatype, and of the datatype's
+  parts (txt-1 of Narrative.div is reported on `Task.text`).
+Descendants of a forbidden (max 0) element are not listed: any presence already breaks its max.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from kt2conformance.model import Node, build_tree, datatype_invariants, datatype_template, walk
+from kt2conformance.profile import Profile
+
+
+@dataclass(frozen=True)
+class Constraint:
+    key: str
+    kind: str
+    element: str
+    description: str
+    severity: str = "error"  # "warning": a SHOULD, not a conformance failure
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+SERVER_RULES: list[Constraint] = [
+    Constraint("server/meta.profile", "server", "server", "a Task must declare KT2Task in meta.profile (412)"),
+    Constraint("server/content-type", "server", "server", "a resource must be sent as application/fhir+json (415)"),
+    Constraint("server/json-syntax", "server", "server", "a body that is not JSON is refused (400)"),
+    Constraint("server/subtask-partOf", "server", "server", "a Task with code `view` needs partOf (422)"),
+    Constraint("server/reference-integrity", "server", "server", "references must resolve to existing resources (400)"),
+]
+
+
+def _nested_invariants(code: str, seen: set[str]) -> list[tuple[str, str, str]]:
+    """(key, severity, human) of invariants on a datatype and its parts, recursively; open
+    choices (Extension.value[x] and its fifty types) and extensions are not followed: they say
+    nothing about this profile."""
+    if code in seen:
+        return []
+    seen.add(code)
+    found = [(i.key, i.severity, i.human) for i in datatype_invariants(code)]
+    for child in datatype_template(code).values():
+        found += [(i.key, i.severity, i.human) for i in child.invariants if i.key not in ("ele-1", "ext-1")]
+        if len(child.types) == 1 and child.types[0].primitive is None and child.types[0].code != "Extension":
+            found += _nested_invariants(child.types[0].code, seen)
+    return found
+
+
+def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
+    out: list[Constraint] = []
+    label = node.id
+
+    def add(kind: str, description: str, severity: str = "error") -> None:
+        out.append(Constraint(f"{node.id}/{kind}", kind.split(":")[0], node.id, description, severity))
+
+    if is_root:
+        add("type", f"the resource must be a JSON object with resourceType {node.id}")
+        add("unknown", "only elements defined for the resource may appear")
+    else:
+        if node.min > 0:
+            add("min", f"{label} is required (min {node.min})")
+        narrowed = node.max is not None and (node.base_max is None or node.max < node.base_max)
+        if node.forbidden or narrowed:
+            add("max", f"{label} is not allowed" if node.forbidden else f"{label} may occur at most {node.max} time(s)")
+        if node.forbidden:
+            return out
+        codes = [t.code for t in node.types]
+        add("type", f"{label} must be of type {' or '.join(codes)}")
+        if node.fixed is not None:
+            add("fixed", f"{label} must be exactly {node.fixed[1]!r}")
+        if node.pattern is not None:
+            add("pattern", f"{label} must match {node.pattern[1]!r}")
+        if node.binding is not None and node.binding[0] == "required":
+            add("binding", f"{label} must come from the value set {node.binding[1].split('|')[0]}")
+        targets = sorted({tt for t in node.types for tt in t.target_types})
+        if targets and "Resource" not in targets:
+            add("targetProfile", f"{label} must refer to {' or '.join(targets)}")
+        if any(t.primitive is not None or t.code not in ("Resource", "BackboneElement") for t in node.types):
+            add("format", f"primitive values in {label} must have a valid FHIR R4 lexical form")
+        if node.children and all(t.primitive is None for t in node.types):
+            add("unknown", f"only elements defined for {label} may appear")
+    seen = set()
+    for inv in node.invariants:
+        seen.add(inv.key)
+        add(f"constraint:{inv.key}", f"{inv.human} ({inv.key})", inv.severity)
+    for t in node.types:
+        if t.primitive is None:
+            for key, severity, human in _nested_invariants(t.code, set()):
+                if key not in seen:
+                    seen.add(key)
+                    add(f"constraint:{key}", f"{human} ({key})", severity)
+    return out
+
+
+def derive_constraints(profile: Profile, tree: Node | None = None) -> list[Constraint]:
+    """Every constraint of the profile, in snapshot order, then the server rules."""
+    root = tree if tree is not None else build_tree(profile)
+    out: list[Constraint] = []
+    for node in walk(root):
+        out += _node_constraints(node, node is root)
+    return out + SERVER_RULES

@@ -1,0 +1,165 @@
+"""FHIRPath invariants, evaluated with fhirpathpy, with its measured gaps mended.
+
+fhirpathpy 2.2.4 (measured in tests/test_fhirpath.py):
+- has no `hasValue()` (used by ele-1 and per-1) and no `htmlChecks()` (txt-1, txt-2);
+- compares dateTime element values wrongly: `2023-01-01T09:30:00Z >= 2023-01-01T10:00:00+01:00`
+  gives false (time zones ignored), `…:00Z` vs `…:00.000Z` are unequal, and a date against a
+  dateTime of the same day is not empty.
+
+fhirpathpy lets a caller supply functions and operators through its `userInvocationTable`, which
+takes precedence over its own; the mends go in there, so the library itself is not patched.
+The ordering operators compare date/dateTime values by the FHIRPath rules: values with a time are
+normalised to UTC; seconds and milliseconds are one precision; when one value has a precision the
+other lacks and they agree on all common ones, the result is empty. Other operands are handed to
+fhirpathpy's own operators unchanged.
+
+An invariant holds when its result is `true`; an empty result counts as not met, as in the HL7
+Java validator (FHIRPathEngine.convertToBoolean) that the HAPI-based Koppeltaal server uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.engine import nodes, util
+from fhirpathpy.engine.invocations import equality
+from fhirpathpy.models import models
+
+R4_MODEL = models["r4"]
+
+_DATE_RE = re.compile(
+    r"@?(?P<y>\d{4})(?:-(?P<mo>\d{2})(?:-(?P<d>\d{2})(?:T(?P<h>\d{2})(?::(?P<mi>\d{2})"
+    r"(?::(?P<s>\d{2}(?:\.\d+)?))?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def _as_text(value: Any) -> str | None:
+    if isinstance(value, nodes.FP_DateTime):
+        return value.asStr
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def _components(text: str) -> list[Decimal | int] | None:
+    """The comparable components of a date/dateTime, most significant first; None if not one.
+    Values with a time part are normalised to UTC (an absent offset is taken as UTC)."""
+    m = _DATE_RE.fullmatch(text)
+    if m is None:
+        return None
+    if m["h"] is None:
+        return [int(g) for g in (m["y"], m["mo"], m["d"]) if g is not None]
+    seconds = Decimal(m["s"]) if m["s"] is not None else None
+    local = dt.datetime(int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"] or 0))
+    tz = m["tz"]
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        local -= sign * dt.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+    parts: list[Decimal | int] = [local.year, local.month, local.day, local.hour]
+    if m["mi"] is not None:
+        parts.append(local.minute)
+    if seconds is not None:
+        parts.append(seconds)
+    return parts
+
+
+def compare_dates(left: str, right: str) -> int | None:
+    """-1, 0 or 1 by FHIRPath date/dateTime ordering; None when the precisions make it empty."""
+    a, b = _components(left), _components(right)
+    if a is None or b is None:
+        raise ValueError("not a date/dateTime")
+    if (len(a) > 3) != (len(b) > 3):
+        # A date against a dateTime: compare the date as written on both sides.
+        a, b = _components(left[:10].lstrip("@")), _components(right[:10].lstrip("@"))
+        assert a is not None and b is not None
+        if len(a) == len(b) == 3 and a == b:
+            return None  # same day, one side has a time the other lacks
+    for x, y in zip(a, b):
+        if x != y:
+            return -1 if x < y else 1
+    return 0 if len(a) == len(b) else None
+
+
+def _ordering(test: Callable[[int], bool], fallback: Callable[..., Any]) -> dict[str, Any]:
+    def fn(left: list[Any], right: list[Any]) -> Any:
+        if not left or not right:
+            return []
+        a = _as_text(left[0]) if len(left) == 1 else None
+        b = _as_text(util.get_data(right[0])) if len(right) == 1 else None
+        if a is not None and b is not None and _components(a) and _components(b):
+            result = compare_dates(a, b)
+            return [] if result is None else [test(result)]
+        return fallback(None, left, [util.get_data(r) for r in right])
+
+    return {"fn": fn, "arity": {2: ["Any", "Any"]}, "nullable": True}
+
+
+def _has_value(inputs: list[Any]) -> list[bool]:
+    """True when the focus is a primitive with a value (fhirpathpy yields an extension-only
+    primitive `_x` as a dict, and complex elements as dicts)."""
+    return [len(inputs) >= 1 and any(not isinstance(i, (dict, list)) for i in inputs)]
+
+
+_XHTML = "{http://www.w3.org/1999/xhtml}"
+_FORBIDDEN = {"script", "form", "input", "button", "select", "textarea", "base", "link", "meta",
+              "iframe", "object", "embed", "applet", "frame", "frameset", "style", "head", "body", "html"}
+
+
+def html_checks(div: Any) -> bool:
+    """Narrative rules txt-1/txt-2: well-formed XHTML `div` in the XHTML namespace, only basic
+    formatting elements (no scripts, forms, frames, event attributes) and some content."""
+    if not isinstance(div, str):
+        return False
+    try:
+        root = ET.fromstring(div)
+    except ET.ParseError:
+        return False
+    if root.tag != f"{_XHTML}div":
+        return False
+    for el in root.iter():
+        if not el.tag.startswith(_XHTML) or el.tag[len(_XHTML):] in _FORBIDDEN:
+            return False
+        if any(a.lower().startswith("on") for a in el.attrib):
+            return False
+    text = "".join(root.itertext()).strip()
+    return bool(text) or any(el.tag == f"{_XHTML}img" for el in root.iter())
+
+
+USER_INVOCATIONS: dict[str, Any] = {
+    "hasValue": {"fn": _has_value, "arity": {0: []}},
+    "htmlChecks": {"fn": lambda inputs: [len(inputs) == 1 and html_checks(inputs[0])], "arity": {0: []}},
+    "<": _ordering(lambda r: r < 0, equality.lt),
+    ">": _ordering(lambda r: r > 0, equality.gt),
+    "<=": _ordering(lambda r: r <= 0, equality.lte),
+    ">=": _ordering(lambda r: r >= 0, equality.gte),
+}
+
+
+_AS_CALL = re.compile(r"(?<![\w$])as\(")
+
+
+@lru_cache(maxsize=None)
+def compile_expression(expression: str, typed: bool) -> Callable[..., list[Any]]:
+    """A compiled FHIRPath expression with the mends above; `typed` selects the R4 model (for a
+    resource root, where `as(canonical)` and friends need types).
+
+    `as(T)` is compiled as `ofType(T)`: the two agree on a single item, and R4's dom-3 applies
+    `as` to `descendants()`, a collection, where fhirpathpy raises while the HL7 engines filter
+    (R5 rewrote dom-3 with ofType for this reason)."""
+    return fhirpathpy.compile(_AS_CALL.sub("ofType(", expression), model=R4_MODEL if typed else None,
+                              options={"userInvocationTable": USER_INVOCATIONS,
+                                       "traceFn": lambda *args: None})
+
+
+def holds(expression: str, focus: Any, resource: dict[str, Any]) -> bool:
+    """Whether an invariant holds on `focus` (an element or the resource itself)."""
+    fn = compile_expression(expression, focus is resource)
+    result = fn(focus, {"resource": resource, "rootResource": resource})
+    return result == [True]

@@ -1,0 +1,84 @@
+"""FHIR R4 primitive datatypes: their JSON kind and lexical rules, read from the vendored R4
+datatype definitions (the `regex` extension on `<type>.value`), plus the calendar rule the regexes
+can't express (2021-02-30 matches the dateTime regex but is not a date)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from kt2conformance.profile import datatype_definition
+
+_REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
+_SYSTEM_KIND = {
+    "http://hl7.org/fhirpath/System.Boolean": "boolean",
+    "http://hl7.org/fhirpath/System.Integer": "integer",
+    "http://hl7.org/fhirpath/System.Decimal": "number",
+}
+# R4's profiles-types.json types positiveInt/unsignedInt values as System.String, yet their JSON
+# form is a number (R4 JSON rules, fhir.schema.json): the integer family is named here.
+_INTEGER_TYPES = {"integer", "positiveInt", "unsignedInt"}
+_DATED = {"date", "dateTime", "instant"}
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """How one primitive type is written in JSON and what its lexical form must match."""
+
+    code: str
+    kind: str  # "string", "boolean", "integer" or "number": the JSON type it takes
+    pattern: re.Pattern[str] | None
+
+    def check(self, value: object) -> tuple[str, str] | None:
+        """Why `value` is not a valid JSON representation of this type, as (kind, message) with
+        kind `type` (wrong JSON type) or `format` (wrong lexical form or value); None if valid."""
+        if self.kind == "boolean":
+            return None if isinstance(value, bool) else ("type", f"expected a JSON boolean for {self.code}")
+        if self.kind == "integer":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return "type", f"expected a JSON integer for {self.code}"
+            if not _INT32[0] <= value <= _INT32[1]:
+                return "format", f"{value} is out of the 32-bit range of {self.code}"
+            text = str(value)
+        elif self.kind == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return "type", f"expected a JSON number for {self.code}"
+            return None
+        else:
+            if not isinstance(value, str):
+                return "type", f"expected a JSON string for {self.code}"
+            text = value
+        if self.pattern is not None and not self.pattern.fullmatch(text):
+            return "format", f"{text!r} is not a valid {self.code}"
+        if self.code in _DATED and not _real_date(text):
+            return "format", f"{text!r} is not a real calendar date"
+        return None
+
+
+def _real_date(text: str) -> bool:
+    parts = text[:10].split("-")
+    if len(parts) < 3:
+        return True  # year or year-month precision: the regex already bounds the month
+    try:
+        dt.date(int(parts[0]), int(parts[1]), int(parts[2][:2]))
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=None)
+def primitive(code: str) -> Primitive | None:
+    """The rules of primitive type `code`, or None if `code` is not a primitive type."""
+    sd = datatype_definition(code)
+    if sd is None or sd.get("kind") != "primitive-type":
+        return None
+    value_el = next(e for e in sd["snapshot"]["element"] if e["id"] == f"{code}.value")
+    type_ref = value_el["type"][0]
+    kind = "integer" if code in _INTEGER_TYPES else _SYSTEM_KIND.get(type_ref["code"], "string")
+    regex = next((x["valueString"] for x in type_ref.get("extension", []) if x["url"] == _REGEX_EXT), None)
+    if kind == "number":
+        regex = None  # a JSON number is already lexically a decimal
+    return Primitive(code, kind, re.compile(regex) if regex else None)

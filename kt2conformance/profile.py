@@ -1,0 +1,179 @@
+"""Loading a profile: the KT2Task StructureDefinition and the conformance resources it depends on
+(extension definitions, ValueSets, CodeSystems), plus the R4 datatype definitions.
+
+A profile is given as a StructureDefinition file, a folder of definitions, or a package folder
+(an npm-style FHIR package: `package/package.json` next to the resources). Dependencies are looked
+up in the same folder; nothing about KT2Task is assumed beyond its canonical URL being the
+default choice when a folder holds several Task profiles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kt2conformance import paths
+from kt2conformance.errors import UsageError
+
+Json = dict[str, Any]
+
+
+@dataclass
+class Profile:
+    """A loaded profile: the main StructureDefinition and everything it can resolve."""
+
+    sd: Json
+    source: Path
+    structure_definitions: dict[str, Json] = field(default_factory=dict)
+    value_sets: dict[str, Json] = field(default_factory=dict)
+    code_systems: dict[str, Json] = field(default_factory=dict)
+    package: str | None = None
+    package_version: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.sd["url"]
+
+    @property
+    def version(self) -> str | None:
+        return self.sd.get("version")
+
+    @property
+    def type(self) -> str:
+        return self.sd["type"]
+
+    @property
+    def elements(self) -> list[Json]:
+        return self.sd["snapshot"]["element"]
+
+    def structure_definition(self, url: str) -> Json | None:
+        """The StructureDefinition with this canonical (a `|version` suffix is ignored)."""
+        return self.structure_definitions.get(url.split("|")[0]) or r4_datatypes().get(url.split("|")[0])
+
+    def value_set(self, url: str) -> Json | None:
+        return self.value_sets.get(url.split("|")[0])
+
+    def code_system(self, url: str) -> Json | None:
+        return self.code_systems.get(url.split("|")[0])
+
+
+def _read_json(path: Path) -> Json:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"profile not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read profile {path}: {exc.__class__.__name__}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"profile {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"profile {path} is not a FHIR resource (JSON object expected)")
+    return data
+
+
+def _resources_in(folder: Path) -> list[tuple[Path, Json]]:
+    """Every JSON conformance resource in a folder (or its `package/` subfolder). Files that are not
+    JSON objects are skipped: packages carry other files (index.json, examples)."""
+    root = folder / "package" if (folder / "package").is_dir() else folder
+    found: list[tuple[Path, Json]] = []
+    for path in sorted(root.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and "resourceType" in data:
+            found.append((path, data))
+    return found
+
+
+def _package_info(folder: Path) -> tuple[str | None, str | None]:
+    for candidate in (folder / "package" / "package.json", folder / "package.json"):
+        if candidate.is_file():
+            try:
+                meta = json.loads(candidate.read_text(encoding="utf-8"))
+                return meta.get("name"), meta.get("version")
+            except (OSError, json.JSONDecodeError):
+                break
+    build = folder / "BUILD-INFO.json"
+    name, _, version = folder.name.rpartition("-")
+    if build.is_file():
+        try:
+            version = json.loads(build.read_text(encoding="utf-8")).get("igVersion", version)
+        except (OSError, json.JSONDecodeError):
+            pass
+    return (name or None), (version or None)
+
+
+def _check_profile(sd: Json, path: Path) -> None:
+    if sd.get("resourceType") != "StructureDefinition":
+        raise UsageError(f"{path} is not a StructureDefinition (resourceType {sd.get('resourceType')!r})")
+    if sd.get("type") != "Task" or sd.get("kind") != "resource":
+        raise UsageError(f"{path}: StructureDefinition {sd.get('url')} profiles {sd.get('type')!r}, not Task")
+    elements = sd.get("snapshot", {}).get("element")
+    if not isinstance(elements, list) or not elements:
+        raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has no snapshot (generate one with SUSHI --snapshot or the IG Publisher)")
+    if any(not isinstance(e, dict) or "id" not in e or "path" not in e for e in elements):
+        raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has a malformed snapshot (element without id/path)")
+
+
+def load_profile(location: str | Path | None = None) -> Profile:
+    """Load a profile from a StructureDefinition file, a folder of definitions, or a package folder.
+
+    With a folder, the Task profile is the KT2Task canonical if present, else the only Task
+    constraint in the folder. Raises UsageError with a one-line message when unusable."""
+    path = Path(location) if location is not None else paths.DEFAULT_PROFILE_DIR
+    if not path.exists():
+        # A bare package name under profiles/ (e.g. `koppeltaalv2.00-0.16.2`).
+        if location is not None and (paths.PROFILES_DIR / str(location)).exists():
+            path = paths.PROFILES_DIR / str(location)
+        else:
+            raise UsageError(f"profile not found: {path}")
+    if path.is_dir():
+        folder = path
+        resources = _resources_in(folder)
+        tasks = [(p, r) for p, r in resources if r.get("resourceType") == "StructureDefinition"
+                 and r.get("type") == "Task" and r.get("derivation") == "constraint"]
+        chosen = [t for t in tasks if t[1].get("url") == paths.KT2TASK_URL] or tasks
+        if not chosen:
+            raise UsageError(f"no Task profile (StructureDefinition of type Task) in {folder}")
+        if len(chosen) > 1:
+            names = ", ".join(r.get("url", "?") for _, r in chosen)
+            raise UsageError(f"several Task profiles in {folder} ({names}): pass the file with --profile")
+        sd_path, sd = chosen[0]
+    else:
+        sd_path, sd = path, _read_json(path)
+        folder = path.parent
+        resources = _resources_in(folder)
+    _check_profile(sd, sd_path)
+    profile = Profile(sd=sd, source=sd_path)
+    profile.package, profile.package_version = _package_info(folder)
+    for _, res in resources:
+        url = res.get("url")
+        if not url:
+            continue
+        kind = res.get("resourceType")
+        if kind == "StructureDefinition":
+            profile.structure_definitions[url] = res
+        elif kind == "ValueSet":
+            profile.value_sets[url] = res
+        elif kind == "CodeSystem":
+            profile.code_systems[url] = res
+    profile.structure_definitions[sd["url"]] = sd
+    return profile
+
+
+@lru_cache(maxsize=1)
+def r4_datatypes() -> dict[str, Json]:
+    """The R4 datatype StructureDefinitions by canonical URL (vendored, see profiles/r4)."""
+    bundle = json.loads(paths.R4_TYPES.read_text(encoding="utf-8"))
+    return {e["resource"]["url"]: e["resource"] for e in bundle["entry"]}
+
+
+def datatype_definition(code: str) -> Json | None:
+    """The R4 StructureDefinition of a datatype by its type code (`Identifier`, `dateTime`)."""
+    return r4_datatypes().get(f"http://hl7.org/fhir/StructureDefinition/{code}")
