@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -42,7 +42,8 @@ class Exchange:
     `status` is None when no HTTP answer came at all. `error` is None for a usable answer;
     otherwise it says what was wrong (timeout, dropped connection, body not JSON, empty or too
     large body, unfollowed redirect, still throttled after the retries). A set `error` with a
-    set `status` means the server did answer, but not usably."""
+    set `status` means the server did answer, but not usably. Header names are lower case.
+    The response body is kept up to the client's bound (1 MiB by default)."""
 
     method: str
     url: str
@@ -140,8 +141,10 @@ class FhirClient:
 
     def update(self, resource: Mapping[str, Any]) -> Exchange:
         """PUT the resource to its own URL (type and id from the resource)."""
-        path = f"{_segment(str(resource.get('resourceType', '')))}/{_segment(str(resource.get('id', '')))}"
-        return self._request("PUT", path, body=json.dumps(resource).encode())
+        resource_type = str(resource.get("resourceType", ""))
+        resource_id = str(resource.get("id", ""))
+        return self._request("PUT", f"{_segment(resource_type)}/{_segment(resource_id)}",
+                             body=json.dumps(resource).encode())
 
     def delete(self, resource_type: str, resource_id: str) -> Exchange:
         """DELETE; an empty answer is fine here (servers may send 204 or 200 without a body)."""
@@ -259,8 +262,7 @@ class FhirClient:
             exchange.request_headers = redact_headers(request.headers.multi_items())
         try:
             exchange.status = response.status_code
-            exchange.response_headers = {k.lower(): v for k, v in
-                                         redact_headers(response.headers.multi_items()).items()}
+            exchange.response_headers = redact_headers(response.headers.multi_items())
             raw, exchange.error = self._read_body(response, started)
         finally:
             response.close()
@@ -344,8 +346,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 # Production guard. The rule, in order:

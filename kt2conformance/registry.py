@@ -19,7 +19,7 @@ import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -58,12 +58,12 @@ class Package:
 
 def fetch_command(package: str, version: str, registry: str, dest: str | Path | None) -> int:
     """Download, check and store NAME@VERSION under DEST/NAME-VERSION (default: profiles/)."""
-    if not re.fullmatch(r"[A-Za-z0-9@][A-Za-z0-9._@/-]*", package) or ".." in package:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", package) or ".." in package:
         raise UsageError(f"not a package name: {package!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", version):
         raise UsageError(f"not a package version: {version!r}")
     target = Path(dest) if dest is not None else paths.PROFILES_DIR
-    folder = target / f"{package.replace('/', '_')}-{version}"
+    folder = target / f"{package}-{version}"
     if folder.exists():
         raise UsageError(f"{folder} already exists: remove it first, or pass another --dest")
     download = download_package(registry, package, version)
@@ -84,7 +84,7 @@ def download_package(registry: str, package: str, version: str) -> Download:
     url = f"{registry.rstrip('/')}/{package}/{version}"
     with httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True,
                       headers={"Accept": "application/tar+gzip, application/gzip, "
-                               "application/json;q=0.9"}) as http:
+                               "application/json;q=0.9, */*;q=0.1"}) as http:
         data = _get(http, url, package, version)
         if data.startswith(_GZIP_MAGIC):
             return Download(url, data, None, None)
@@ -194,8 +194,8 @@ def _parse(raw: bytes | None, name: str, package: str, version: str) -> dict[str
 
 
 def _check_kt2task(resources: dict[str, dict[str, Any]], package: str, version: str) -> None:
-    kt2task = [r for r in resources.values()
-               if r.get("resourceType") == "StructureDefinition" and r.get("url") == paths.KT2TASK_URL]
+    kt2task = [r for r in resources.values() if r.get("resourceType") == "StructureDefinition"
+               and r.get("url") == paths.KT2TASK_URL]
     if not kt2task:
         raise UsageError(f"package {package} {version} has no KT2Task profile "
                          f"({paths.KT2TASK_URL})")
@@ -277,7 +277,7 @@ def _provenance(registry: str, package: str, version: str, download: Download,
                                      if download.shasum else ""),
         f"- sha256: {sums['sha256']}",
         f"- size: {len(download.data)} bytes",
-        f"- fetched: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+        f"- fetched: {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"- FHIR version: {', '.join(contents.manifest.get('fhirVersions') or []) or 'not stated'}",
         "- dependencies (not fetched): "
         + (", ".join(f"{n} {v}" for n, v in dependencies.items()) or "none"),

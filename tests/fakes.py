@@ -69,7 +69,8 @@ class LoopbackServer:
         self._httpd.fake = self
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        daemon=True)
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
@@ -254,8 +255,11 @@ class _MisbehavingHandler(_Handler):
         elif mode == "drop":
             self.close_connection = True  # close without a byte of answer
         elif mode == "reset":
+            # linger 0 and close before the server's orderly shutdown: the kernel sends RST
+            # instead of FIN, so the client sees "connection reset by peer"
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True  # RST instead of FIN: "connection reset by peer"
+            self.connection.close()
+            self.close_connection = True
         elif mode == "throttle" and count == 1:
             self.send(429, {"resourceType": "OperationOutcome"}, headers={"Retry-After": "1"})
         elif mode == "unavailable" and count == 1:
