@@ -264,6 +264,16 @@ class _MisbehavingHandler(_Handler):
             self.send(429, {"resourceType": "OperationOutcome"}, headers={"Retry-After": "1"})
         elif mode == "unavailable" and count == 1:
             self.send(503, b"")
+        elif mode == "trickle":
+            self._trickle()
+        elif mode == "truncated":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"resourceType": "Ta')
+            self.close_connection = True
+        elif mode == "denied":
+            self.send(401, {"resourceType": "OperationOutcome"})
         elif mode == "redirect":
             self.send(302, b"", headers={"Location": fake.redirect_to})
         else:
@@ -285,10 +295,24 @@ class _MisbehavingHandler(_Handler):
         self.close_connection = True
 
 
+    def _trickle(self) -> None:
+        """A byte every 50 ms: never trips a read timeout, yet never ends in useful time."""
+        self.send_response(200)
+        self.end_headers()
+        try:
+            for _ in range(100):
+                self.wfile.write(b" ")
+                time.sleep(0.05)
+        except OSError:
+            pass
+        self.close_connection = True
+
+
 class MisbehavingServer(LoopbackServer):
-    """A FHIR endpoint at URL/MODE: slow, nonjson, empty, huge, drop, reset, throttle (429 with
-    Retry-After: 1, then OK), unavailable (503, then OK), redirect (302 to `redirect_to`), and
-    anything else answers OK. Requests are counted per mode."""
+    """A FHIR endpoint at URL/MODE: slow, nonjson, empty, huge, drop, reset, trickle (a byte
+    every 50 ms), truncated (less body than Content-Length, then close), denied (401),
+    throttle (429 with Retry-After: 1, then OK), unavailable (503, then OK), redirect (302 to
+    `redirect_to`); anything else answers OK. Requests are counted per mode."""
 
     handler = _MisbehavingHandler
 

@@ -111,6 +111,22 @@ def test_huge_body_is_cut_off(server: MisbehavingServer) -> None:
     assert server.huge_sent < HUGE_BYTES  # the client stopped reading; the rest was never sent
 
 
+def test_trickling_body_is_cut_off_at_the_time_budget(server: MisbehavingServer) -> None:
+    started = time.monotonic()
+    with _client(server, "trickle", timeout=(0.2, 0.3)) as client:
+        exchange = client.read("Task", "1")
+    assert time.monotonic() - started < 1.0
+    assert exchange.status == 200 and exchange.error == "response body not complete within 0.5 s"
+
+
+def test_connection_dropped_mid_body(server: MisbehavingServer) -> None:
+    with _client(server, "truncated") as client:
+        exchange = client.read("Task", "1")
+    assert exchange.status == 200 and exchange.json is None
+    assert exchange.error.startswith("connection dropped while reading the body")
+    assert exchange.response_body == '{"resourceType": "Ta'
+
+
 @pytest.mark.parametrize("mode", ["drop", "reset"])
 def test_dropped_connection_is_retried_for_get(server: MisbehavingServer, mode: str) -> None:
     with _client(server, mode, max_retries=2) as client:
@@ -184,6 +200,11 @@ def test_unreachable_target_is_a_usage_error() -> None:
         assert exchange.status is None and exchange.error.startswith("cannot connect")
         with pytest.raises(UsageError, match=f"cannot reach http://127.0.0.1:{port}/fhir"):
             client.check_reachable()
+
+
+def test_check_reachable_refuses_401(server: MisbehavingServer) -> None:
+    with _client(server, "denied") as client, pytest.raises(UsageError, match="HTTP 401"):
+        client.check_reachable()
 
 
 def test_check_reachable_returns_metadata(server: MisbehavingServer) -> None:
