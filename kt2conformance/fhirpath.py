@@ -144,6 +144,13 @@ USER_INVOCATIONS: dict[str, Any] = {
 
 _AS_CALL = re.compile(r"(?<![\w$])as\(")
 
+# Published R4 invariants the HL7 Java validator rewrites before evaluating them
+# (FHIRPathExpressionFixer): R4's ref-1 is empty, so not met, on a Reference without `reference`
+# (identifier-only or type-only); R4B repaired it with `reference.exists() implies (...)`.
+_R4_REF_1 = ("reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
+             "%rootResource.contained.id.trace('ids'))")
+PUBLISHED_FIXES: dict[str, str] = {_R4_REF_1: f"reference.exists() implies ({_R4_REF_1})"}
+
 
 @lru_cache(maxsize=None)
 def compile_expression(expression: str, typed: bool) -> Callable[..., list[Any]]:
@@ -153,6 +160,7 @@ def compile_expression(expression: str, typed: bool) -> Callable[..., list[Any]]
     `as(T)` is compiled as `ofType(T)`: the two agree on a single item, and R4's dom-3 applies
     `as` to `descendants()`, a collection, where fhirpathpy raises while the HL7 engines filter
     (R5 rewrote dom-3 with ofType for this reason)."""
+    expression = PUBLISHED_FIXES.get(expression, expression)
     return fhirpathpy.compile(_AS_CALL.sub("ofType(", expression), model=R4_MODEL if typed else None,
                               options={"userInvocationTable": USER_INVOCATIONS,
                                        "traceFn": lambda *args: None})

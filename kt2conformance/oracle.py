@@ -22,6 +22,7 @@ from kt2conformance.model import (
     TypeRef,
     build_tree,
     datatype_invariants,
+    datatype_template,
 )
 from kt2conformance.profile import Profile, load_profile
 
@@ -156,8 +157,10 @@ class _Walk:
         if entry is None or entry[1].primitive is None:
             self.add(key, "unknown", f"{path}.{prop}", f"unknown element {prop!r}")
             return
-        child, _ = entry
+        child, tref = entry
         ckey = child.id if child.owns_key else key
+        # The primitive type's own `extension` element (an array of Extension), not `child`.
+        ext_node = datatype_template(tref.code).get("extension")
         values = obj.get(prop[1:])
         parts = value if isinstance(value, list) else [value]
         plain = values if isinstance(values, list) else [values]
@@ -174,8 +177,9 @@ class _Walk:
             if not has_value and not _has_children(part):
                 self.add(ckey, "constraint:ele-1", ppath, "element has neither a value nor children (ele-1)")
             for k, v in part.items():
-                if k == "extension":
-                    self.extensions(self.items(v, child, ckey, f"{ppath}.extension"), child, ckey, f"{ppath}.extension", sliced=False)
+                if k == "extension" and ext_node is not None:
+                    epath = f"{ppath}.extension"
+                    self.extensions(self.items(v, ext_node, ckey, epath), ext_node, ckey, epath, sliced=False)
                 elif k != "id":
                     self.add(ckey, "unknown", f"{ppath}.{k}", f"unknown element {k!r} on a primitive")
 
