@@ -9,7 +9,7 @@ FHIRPath evaluation); every other invariant is evaluated with FHIRPath (kt2confo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -234,7 +234,7 @@ class _Walk:
                 has_value = any(k.startswith("value") for k in item)
                 if has_ext == has_value:
                     self.add(key, "constraint:ext-1", path, "an extension has either extensions or a value[x], not both (ext-1)")
-            self.obj(item, node, key, path)
+            self.obj(item, self.oracle.as_type(node, tref), key, path)
             if tref.code == "Reference" and tref.target_types:
                 self.target(reference_type(item, self.resource), tref, key, path)
         self.rules(item, node, tref, key, path)
@@ -282,6 +282,7 @@ class Oracle:
         self.tree = build_tree(self.profile)
         self._expansions: dict[str, terminology.Codes | None] = {}
         self._invariants: dict[tuple[str, str], list[Invariant]] = {}
+        self._as_type: dict[tuple[str, str], Node] = {}
 
     @cached_property
     def resource_type(self) -> str:
@@ -291,6 +292,16 @@ class Oracle:
         if url not in self._expansions:
             self._expansions[url] = terminology.expand(self.profile, url)
         return self._expansions[url]
+
+    def as_type(self, node: Node, tref: TypeRef) -> Node:
+        """The element as the one type a value has: a choice of several types takes the children
+        of the type its property names (`valueCodeableConcept` -> CodeableConcept's)."""
+        if len(node.types) <= 1 or node.explicit_children:
+            return node
+        cache_key = (node.id, tref.code)
+        if cache_key not in self._as_type:
+            self._as_type[cache_key] = replace(node, types=[tref])
+        return self._as_type[cache_key]
 
     def invariants(self, node: Node, tref: TypeRef) -> list[Invariant]:
         """FHIRPath invariants to evaluate on a value of `node`: its own and its datatype's,

@@ -83,6 +83,8 @@ def test_full_task_with_every_allowed_element_is_valid(oracle: Oracle) -> None:
             ext(INSTANTIATES, valueReference={"reference": "ActivityDefinition/ad-1"}),
             ext(INSTANTIATES, valueReference={"reference": "ActivityDefinition/ad-2"}),
             ext("http://example.org/fhir/StructureDefinition/note", valueString="vrij"),
+            ext("http://example.org/fhir/StructureDefinition/topic",
+                valueCodeableConcept={"coding": [{"system": "http://example.org/topics", "code": "t1"}]}),
         ],
         modifierExtension=[ext("http://example.org/fhir/StructureDefinition/flag", valueBoolean=True)],
         identifier=[{"use": "official", "system": "http://example.org/task-ids", "value": "t-1",
@@ -284,6 +286,25 @@ def test_contained_reference_resolves_to_its_type(oracle: Oracle) -> None:
 def test_unknown_extension_url_allowed(oracle: Oracle) -> None:
     """Task.extension is sliced open: any other extension is a plain Extension."""
     assert error_keys(oracle, task(extension=[ext("http://example.org/any", valueString="x")])) == set()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"valueCodeableConcept": {"coding": [{"system": "http://example.org/s", "code": "c"}]}}, set()),
+        ({"valueReference": {"reference": "Device/d1", "display": "any type"}}, set()),
+        ({"valuePeriod": {"start": "2023-01-01", "end": "2023-02-01"}}, set()),
+        ({"valueCodeableConcept": {"coding": [{}]}}, {"Task.extension/constraint:ele-1"}),
+        ({"valueCodeableConcept": {"text": "t", "foo": 1}}, {"Task.extension/unknown"}),
+        ({"valuePeriod": {"start": "2023-13-01"}}, {"Task.extension/format"}),
+        ({"valuePeriod": {"start": "2023-02-01", "end": "2023-01-01"}}, {"Task.extension/constraint:per-1"}),
+    ],
+    ids=["codeable", "reference", "period", "empty-coding", "unknown-child", "bad-date", "per-1"],
+)
+def test_complex_value_of_open_extension(oracle: Oracle, value: dict[str, Any], expected: set[str]) -> None:
+    """Extension.value[x] has fifty types: a complex value is checked as the type its property
+    names. (Regression: every child of such a value used to be reported unknown.)"""
+    assert error_keys(oracle, task(extension=[ext("http://example.org/e", **value)])) == expected
 
 
 def test_resource_origin_without_value(oracle: Oracle) -> None:
