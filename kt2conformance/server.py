@@ -47,7 +47,8 @@ class ReferenceServer:
     ) -> None:
         """port 0 lets the server pick a free port; profiles_dir (a folder, or a file whose
         folder is loaded) replaces the vendored KT2 profile; echo_stderr passes the server's
-        diagnostics through to our stderr (for `serve`) instead of only keeping the last lines."""
+        diagnostics through to our stderr once it runs (for `serve`) instead of only keeping the
+        last lines."""
         self.host = host
         self.port = port
         self.token = token
@@ -57,6 +58,7 @@ class ReferenceServer:
         self._base_url: str | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._threads: list[threading.Thread] = []
+        self._echo = False
 
     @property
     def base_url(self) -> str:
@@ -104,6 +106,9 @@ class ReferenceServer:
             raise UsageError(f"reference server failed to start{self._why()}")
         self._base_url = match.group(1)
         self._check_metadata()
+        if self.echo_stderr:  # from now on; start-up trouble is already in the UsageError
+            sys.stderr.writelines(f"{line}\n" for line in self.stderr_tail())
+            self._echo = True
         return self
 
     def stop(self) -> None:
@@ -178,7 +183,7 @@ class ReferenceServer:
         assert self._process is not None and self._process.stderr is not None
         for line in self._process.stderr:
             self._stderr_tail.append(line.rstrip("\n"))
-            if self.echo_stderr:
+            if self._echo:
                 sys.stderr.write(line)
 
     def _why(self) -> str:

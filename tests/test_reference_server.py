@@ -171,6 +171,33 @@ def test_port_in_use_is_one_line_on_stderr_and_nonzero_exit(reference_server: Re
         ReferenceServer(port=port).start()
 
 
+def test_serve_reports_a_taken_port_in_one_line_with_exit_2(reference_server: ReferenceServer) -> None:
+    port = int(reference_server.base_url.split(":")[2].split("/")[0])
+    result = subprocess.run([sys.executable, "-m", "kt2conformance", "serve", "--port", str(port)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"kt2conformance: error: reference server failed to start: port {port} is in use: choose another --port"
+    ]
+
+
+def test_a_profile_file_brings_its_folder(reference_server_factory: Callable[..., ReferenceServer]) -> None:
+    server = reference_server_factory(profiles_dir=DEFAULT_PROFILE_DIR / "StructureDefinition-KT2Task.json")
+    with httpx.Client(base_url=server.base_url, headers={"Content-Type": FHIR_JSON}) as c:
+        statement = c.get("/metadata").json()
+        task = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Task")
+        assert task["supportedProfile"] == [KT2TASK_URL]
+        # the extension definition next to the profile is loaded too
+        bad = minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueString": "x"}])
+        assert_outcome(c.post("/Task", json=bad), 422, "Task.extension[0].valueString")
+
+
+def test_a_folder_without_definitions_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no StructureDefinition, ValueSet or CodeSystem found in"):
+        ReferenceServer(profiles_dir=tmp_path).start()
+
+
 def test_missing_modules_are_named_with_the_fix(tmp_path: Path) -> None:
     for name in ("server.js", "package.json"):
         shutil.copy(REFERENCE_SERVER_DIR / name, tmp_path / name)
