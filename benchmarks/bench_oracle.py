@@ -1,0 +1,119 @@
+"""Measures the local oracle: validations per second on one core, overall and for valid vs
+invalid Tasks, so a slowdown (the suites call the oracle on every generated example) shows up as a
+number. With --profile, also the ten functions with the most own time (cProfile).
+
+    .venv/bin/python benchmarks/bench_oracle.py [--seconds 3] [--profile]
+
+Plain Python, one process, no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import cProfile
+import pstats
+import time
+from typing import Any
+
+from kt2conformance.oracle import Oracle
+from kt2conformance.paths import KT2TASK_URL
+from kt2conformance.profile import load_profile
+
+Task = dict[str, Any]
+
+MINIMAL: Task = {
+    "resourceType": "Task",
+    "identifier": [{"system": "http://example.org/task-ids", "value": "t-1"}],
+    "status": "requested",
+    "intent": "order",
+    "for": {"reference": "Patient/patient-1"},
+    "owner": {"reference": "Practitioner/practitioner-1"},
+}
+
+FULL: Task = {
+    **copy.deepcopy(MINIMAL),
+    "id": "task-1",
+    "meta": {"versionId": "1", "lastUpdated": "2023-01-01T10:00:00Z", "profile": [KT2TASK_URL]},
+    "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Vragenlijst</div>'},
+    "extension": [
+        {"url": "http://koppeltaal.nl/fhir/StructureDefinition/resource-origin",
+         "valueReference": {"reference": "Device/device-1"}},
+        {"url": "http://vzvz.nl/fhir/StructureDefinition/instantiates",
+         "valueReference": {"reference": "ActivityDefinition/ad-1"}},
+    ],
+    "instantiatesCanonical": "http://example.org/fhir/ActivityDefinition/ad-1",
+    "partOf": [{"reference": "Task/parent-1"}],
+    "priority": "routine",
+    "code": {"coding": [{"system": "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code", "code": "view"}]},
+    "description": "Vragenlijst invullen",
+    "executionPeriod": {"start": "2023-01-01T09:00:00Z", "end": "2023-01-31"},
+    "authoredOn": "2023-01-01T10:00:00+01:00",
+    "lastModified": "2023-01-02T10:00:00Z",
+    "requester": {"reference": "Practitioner/practitioner-1"},
+}
+
+
+def _with(base: Task, **changes: Any) -> Task:
+    out = copy.deepcopy(base)
+    for name, value in changes.items():
+        if value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
+    return out
+
+
+VALID: dict[str, Task] = {"minimal": MINIMAL, "full": FULL}
+INVALID: dict[str, Task] = {
+    "missing-owner": _with(MINIMAL, owner=None),
+    "note-max-0": _with(MINIMAL, note=[{"text": "n"}]),
+    "priority-bogus": _with(MINIMAL, priority="bogus"),
+    "owner-device": _with(MINIMAL, owner={"reference": "Device/d1"}),
+    "inv-1": _with(FULL, authoredOn="2023-02-01", lastModified="2023-01-01T10:00:00Z"),
+    "bad-datetime": _with(MINIMAL, authoredOn="2023-01-01T10:00:00"),
+    "unknown-element": _with(FULL, foo="bar"),
+    "contained-unreferenced": _with(FULL, contained=[{"resourceType": "Patient", "id": "p"}]),
+}
+
+
+def rate(oracle: Oracle, tasks: list[Task], seconds: float) -> float:
+    """Validations per second, cycling through `tasks` for about `seconds`."""
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        for t in tasks:
+            oracle.validate(t)
+        done += len(tasks)
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
+    parser.add_argument("--profile", action="store_true", help="also print the 10 functions with the most own time (cProfile)")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    oracle = Oracle(load_profile())
+    built = time.perf_counter() - started
+    for t in [*VALID.values(), *INVALID.values()]:  # sanity, and warms the caches
+        assert oracle.is_valid(t) == (t in VALID.values()), t
+    everything = [*VALID.values(), *INVALID.values()]
+
+    print(f"oracle built in {built * 1000:.0f} ms")
+    print(f"overall: {rate(oracle, everything, args.seconds):8.0f} validations/s  ({len(everything)} Tasks)")
+    print(f"valid:   {rate(oracle, list(VALID.values()), args.seconds):8.0f} validations/s  ({', '.join(VALID)})")
+    print(f"invalid: {rate(oracle, list(INVALID.values()), args.seconds):8.0f} validations/s  ({', '.join(INVALID)})")
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        rate(oracle, everything, args.seconds)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(10)
+
+
+if __name__ == "__main__":
+    main()
