@@ -72,11 +72,11 @@ class App {
     if (url.pathname !== '/fhir' && !url.pathname.startsWith('/fhir/')) {
       throw fail(404, 'not-found', `Nothing at ${url.pathname}: the FHIR base is /fhir`);
     }
-    const segments = url.pathname.slice('/fhir'.length).split('/').filter(Boolean).map(decodeURIComponent);
     checkContentType(req);
     checkAccept(req);
+    const segments = pathSegments(url.pathname.slice('/fhir'.length));
     this.checkToken(req, segments.join('/'));
-    const base = `http://${req.headers.host}/fhir`;
+    const base = `http://${req.headers.host ?? `${req.socket.localAddress}:${req.socket.localPort}`}/fhir`;
     return this.route(req, url, segments, base);
   }
 
@@ -218,8 +218,16 @@ function digest(text) {
   return crypto.createHash('sha256').update(text).digest();
 }
 
+function pathSegments(path) {
+  try {
+    return path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    throw fail(400, 'invalid', `Malformed URL path ${path}`);
+  }
+}
+
 function checkContentType(req) {
-  if (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') return;
+  if (req.method !== 'POST' && req.method !== 'PUT') return;
   const header = req.headers['content-type'] ?? '';
   if (!FHIR_JSON.has(header.split(';')[0].trim().toLowerCase())) {
     throw fail(415, 'not-supported',
