@@ -104,7 +104,9 @@ class App {
     const [type, id, history, vid] = segments;
     if (!type) throw fail(404, 'not-found', 'No system-level interactions: use /fhir/<ResourceType>');
     requireSupportedType(type);
-    if (id !== undefined && !ID.test(id)) throw fail(400, 'invalid', `Invalid resource id '${id}'`);
+    for (const value of [id, vid]) {
+      if (value !== undefined && !ID.test(value)) throw fail(400, 'invalid', `Invalid id '${value}'`);
+    }
     if (history !== undefined && (history !== '_history' || segments.length > 4)) {
       throw fail(404, 'not-found', `Nothing at /fhir/${path}`);
     }
