@@ -63,4 +63,4 @@ function requireResolvableReferences(resource, exists) {
   }
 }
 
-module.exports = { KT2TASK, requireTaskProfile, requireSubtaskPartOf, requireResolvableReferences, literalReferences };
+module.exports = { requireTaskProfile, requireSubtaskPartOf, requireResolvableReferences, literalReferences };
