@@ -1,0 +1,99 @@
+"""What the suites send: one `Case` per request, and the Hypothesis plumbing that turns a strategy
+into cases (reproducible draws) and a failing case into a minimal one (shrinking)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from random import Random
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import find as hypothesis_find
+from hypothesis.errors import Flaky, NoSuchExample
+from hypothesis.strategies import SearchStrategy
+
+from kt2conformance.client import FHIR_JSON
+
+ACCEPT = "accept"
+REJECT = "reject"
+# A remote server answers in tenths of a second: shrinking stops after this many requests and
+# reports the smallest failing Task found so far.
+SHRINK_BUDGET = 200
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request with the answer it must get. `body` is a resource (dict) for almost every case;
+    the protocol cases send raw text (malformed JSON) or another content type."""
+
+    id: str
+    expected: str  # ACCEPT or REJECT
+    constraint: str | None
+    description: str
+    body: Any
+    content_type: str = FHIR_JSON
+    resource_type: str = "Task"
+
+    @property
+    def payload(self) -> bytes:
+        """The bytes on the wire."""
+        text = self.body if isinstance(self.body, str) else json.dumps(self.body)
+        return text.encode("utf-8")
+
+
+def property_seed(run_seed: int, name: str) -> int:
+    """A stable seed per property: the run's `--seed` mixed with the property's name, so every
+    constraint gets its own examples and a run is repeatable to the byte."""
+    return zlib.crc32(f"{run_seed}:{name}".encode())
+
+
+def _settings(count: int, phases: list[Phase]) -> settings:
+    # database=None: nothing is replayed from or written to .hypothesis/, so the seed alone
+    # decides the examples; deadline=None: the time a server takes is not the strategy's fault.
+    return settings(max_examples=count, database=None, deadline=None, phases=phases,
+                    suppress_health_check=list(HealthCheck))
+
+
+def draw(strategy: SearchStrategy[Any], count: int, property_seed_: int) -> list[Any]:
+    """Up to `count` examples of the strategy, the same ones for the same seed (fewer when the
+    strategy has fewer distinct values). Drawn up front so they can be sent concurrently."""
+    found: list[Any] = []
+
+    @_settings(count, [Phase.generate])
+    @seed(property_seed_)
+    @given(strategy)
+    def collect(example: Any) -> None:
+        found.append(copy.deepcopy(example))
+
+    collect()
+    return found
+
+
+def shrink(strategy: SearchStrategy[Any], count: int, property_seed_: int,
+           fails: Callable[[Any], bool]) -> Any | None:
+    """The smallest example for which `fails` holds, found by Hypothesis' shrinker (None when
+    the failure does not show again, e.g. a flaky server). `fails` sends a request per call, so
+    calls are capped at SHRINK_BUDGET; past it the smallest failing example so far is returned."""
+    smallest: list[Any] = []
+    calls = 0
+
+    def condition(example: Any) -> bool:
+        nonlocal calls
+        if calls >= SHRINK_BUDGET:
+            return False
+        calls += 1
+        if fails(example):
+            smallest[:] = [copy.deepcopy(example)]
+            return True
+        return False
+
+    try:
+        return hypothesis_find(strategy, condition,
+                               settings=_settings(count, [Phase.generate, Phase.shrink]),
+                               random=Random(property_seed_))
+    except (Flaky, NoSuchExample):
+        return smallest[0] if smallest else None

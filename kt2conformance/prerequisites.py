@@ -1,0 +1,211 @@
+"""The resources a Task needs on the target, and leaving the target as it was found.
+
+A Koppeltaal server refuses a Task whose references do not resolve, so before any Task is sent
+the official example resources in `fixtures/` are created on the target. The server assigns the
+ids (POST), so they are created in dependency order and each one's references are rewritten to
+what was already created; a reference nothing can satisfy (an Endpoint, a Device's origin) is
+dropped, with its extension. Last, the example Task is created as the parent for sub-Tasks.
+
+Every resource the run creates goes through the `Tracker`, which deletes it: Tasks right after
+their check, the prerequisites at the end of the run, also after failures and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from kt2conformance.client import Exchange, FhirClient
+from kt2conformance.errors import UsageError
+from kt2conformance.paths import FIXTURES_DIR
+from kt2conformance.strategies import Prerequisites
+from kt2conformance.verdicts import outcome_errors
+
+EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"
+# Creation order: every type only refers to types before it (or to nothing we can create).
+ORDER = ["Organization", "Patient", "Practitioner", "RelatedPerson", "CareTeam", "Device",
+         "ActivityDefinition"]
+# Prerequisites field for each type the Task generators refer to.
+FIELDS = {"Patient": "patient", "Practitioner": "practitioner", "CareTeam": "care_team",
+          "RelatedPerson": "related_person", "ActivityDefinition": "activity_definition",
+          "Device": "device"}
+_LITERAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+_LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
+_DROP = object()
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the fixture {path}: {exc}") from None
+
+
+def fixture_files() -> list[Path]:
+    """The prerequisite fixtures, in creation order (the example Task is not one of them)."""
+    files = [p for p in sorted(FIXTURES_DIR.glob("*.json")) if p != EXAMPLE_TASK]
+
+    def rank(path: Path) -> int:
+        kind = path.name.split("-", 1)[0]
+        return ORDER.index(kind) if kind in ORDER else len(ORDER)
+
+    return sorted(files, key=rank)
+
+
+def rewrite_references(resource: Any, resolve: Callable[[str, str], str | None]) -> Any:
+    """A copy of `resource` with every relative literal reference `Type/id` replaced by
+    `resolve(Type, id)`; where that is None the reference is dropped, and with it an extension
+    whose value it was (an extension without a value is invalid)."""
+    result = _rewrite(resource, resolve)
+    return {} if result is _DROP else result
+
+
+def _rewrite(node: Any, resolve: Callable[[str, str], str | None]) -> Any:
+    if isinstance(node, list):
+        kept = [item for item in (_rewrite(i, resolve) for i in node) if item is not _DROP]
+        return kept if kept else _DROP
+    if not isinstance(node, dict):
+        return node
+    literal = node.get("reference")
+    if isinstance(literal, str) and (m := _LITERAL.match(literal)):
+        target = resolve(m.group(1), m.group(2))
+        return _DROP if target is None else {**node, "reference": target}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        new = _rewrite(value, resolve)
+        if new is _DROP:
+            if key.startswith("value") and "url" in node:
+                return _DROP
+            continue
+        out[key] = new
+    return out
+
+
+def created_id(exchange: Exchange) -> tuple[str, str] | None:
+    """(type, id) of what a create made, from the Location header or else the returned body."""
+    if exchange.status is None or not 200 <= exchange.status < 300:
+        return None
+    m = _LOCATION.search(exchange.response_headers.get("location", "").split("?")[0])
+    if m:
+        return m.group(1), m.group(2)
+    body = exchange.json
+    if isinstance(body, dict) and isinstance(body.get("id"), str) and body.get("resourceType"):
+        return body["resourceType"], body["id"]
+    return None
+
+
+class Tracker:
+    """Every resource the run created on the target, until it is deleted. Thread-safe: cases run
+    concurrently."""
+
+    def __init__(self, client: FhirClient, keep: bool = False) -> None:
+        self.client = client
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._created: list[tuple[str, str]] = []
+
+    def created(self, exchange: Exchange) -> tuple[str, str] | None:
+        """Remember what this exchange created, if anything; returns its (type, id)."""
+        made = created_id(exchange)
+        if made:
+            with self._lock:
+                self._created.append(made)
+        return made
+
+    def delete(self, made: tuple[str, str]) -> None:
+        """Delete one created resource now (unless --keep); a failed delete is retried at the end."""
+        if self.keep:
+            return
+        answer = self.client.delete(*made)
+        if answer.status is not None and (200 <= answer.status < 300 or answer.status in (404, 410)):
+            with self._lock:
+                if made in self._created:
+                    self._created.remove(made)
+
+    def delete_all(self) -> list[str]:
+        """Delete everything still tracked, newest first (a Task before the Patient it names);
+        returns what could not be deleted, as `Type/id`."""
+        if self.keep:
+            return []
+        with self._lock:
+            remaining = list(reversed(self._created))
+        for made in remaining:
+            self.delete(made)
+        with self._lock:
+            return [f"{t}/{i}" for t, i in self._created]
+
+
+@dataclass
+class Created:
+    """What set-up made on the target: the references for the Task generators, and every
+    creation (fixture file name -> exchange, and the body sent) for the example suite to judge."""
+
+    prereqs: Prerequisites
+    exchanges: dict[str, Exchange]
+    sent: dict[str, dict[str, Any]]
+    example_task: dict[str, Any]
+
+
+def create_all(client: FhirClient, tracker: Tracker) -> Created:
+    """Create the fixtures and the example Task. A resource type the Task generators need that
+    cannot be created at all is a set-up error: every Task naming it would be refused."""
+    created: dict[str, list[str]] = {}
+    renamed: dict[tuple[str, str], str] = {}
+    exchanges: dict[str, Exchange] = {}
+    sent: dict[str, dict[str, Any]] = {}
+
+    def resolve(rtype: str, rid: str) -> str | None:
+        new = renamed.get((rtype, rid)) or (created.get(rtype) or [None])[0]
+        return f"{rtype}/{new}" if new else None
+
+    for path in fixture_files():
+        original = load(path)
+        resource = rewrite_references({k: v for k, v in original.items() if k != "id"}, resolve)
+        exchange = client.create(resource)
+        exchanges[path.stem], sent[path.stem] = exchange, resource
+        _stop_on_refused_credentials(exchange)
+        made = tracker.created(exchange)
+        if made:
+            created.setdefault(made[0], []).append(made[1])
+            renamed[(made[0], str(original.get("id")))] = made[1]
+    missing = [t for t in FIELDS if t not in created]
+    if missing:
+        raise UsageError(f"cannot create the prerequisite {', '.join(missing)} on the target "
+                         f"({_first_refusal(exchanges, missing)}); the Tasks need it")
+    prereqs = Prerequisites(**{field: f"{t}/{created[t][0]}" for t, field in FIELDS.items()})
+    example = example_task(prereqs)
+    exchange = client.create(example)
+    exchanges[EXAMPLE_TASK.stem], sent[EXAMPLE_TASK.stem] = exchange, example
+    _stop_on_refused_credentials(exchange)
+    made = tracker.created(exchange)
+    if made:
+        prereqs = replace(prereqs, task=f"Task/{made[1]}")
+    return Created(prereqs, exchanges, sent, example)
+
+
+def example_task(prereqs: Prerequisites) -> dict[str, Any]:
+    """The example Task of `fixtures/`, its placeholder references pointing at the prerequisites."""
+    by_type = {t: getattr(prereqs, field) for t, field in FIELDS.items()}
+    return rewrite_references(load(EXAMPLE_TASK), lambda rtype, _id: by_type.get(rtype))
+
+
+def _stop_on_refused_credentials(exchange: Exchange) -> None:
+    if exchange.status is None:
+        raise UsageError(f"cannot create prerequisites: {exchange}")
+    if exchange.status in (401, 403):
+        raise UsageError(f"{exchange.method} {exchange.url} answered HTTP {exchange.status}: the "
+                         f"credentials may not create resources on the target")
+
+
+def _first_refusal(exchanges: dict[str, Exchange], types: list[str]) -> str:
+    for name, exchange in exchanges.items():
+        if name.split("-", 1)[0] in types:
+            errors = outcome_errors(exchange.json)
+            detail = f": {errors[0]}" if errors else ""
+            return f"fixtures/{name}.json got HTTP {exchange.status}{detail}"
+    return "no fixture of that type in fixtures/"

@@ -1,0 +1,197 @@
+"""Judging what the target answered to a case: pass, fail or error, with a reason a person can act
+on. Pure functions of the case and the exchange, so the rules are easy to read in one place:
+
+- a valid Task must be accepted (2xx, with a Location header) and read back as sent, apart from
+  what the server manages (id, meta.versionId, meta.lastUpdated, meta.source, text);
+- an invalid request must be refused with a 4xx; a 5xx is a server defect; `--strict` also wants
+  the documented status (422 for profile violations) and an OperationOutcome with an error issue;
+- 401/403 and a target that stops accepting connections are not findings about the Task but a
+  set-up problem: `SetupError` stops the run (exit 2) instead of failing every case after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kt2conformance.cases import ACCEPT, Case
+from kt2conformance.client import Exchange
+from kt2conformance.errors import UsageError
+
+PASS, FAIL, ERROR = "pass", "fail", "error"
+
+# --strict: the status Koppeltaal (HAPI FHIR with the KT2 profiles) answers to each server rule;
+# every profile violation is a 422.
+STRICT_STATUS = {
+    "server/meta.profile": 412,
+    "server/content-type": 415,
+    "server/json-syntax": 400,
+    "server/reference-integrity": 400,
+    "server/subtask-partOf": 422,
+}
+PROFILE_VIOLATION_STATUS = 422
+# Elements a server fills in or may rewrite on create; not compared when a Task is read back.
+SERVER_MANAGED = frozenset({"id", "text"})
+SERVER_MANAGED_META = frozenset({"versionId", "lastUpdated", "source"})
+_MAX_DIAGNOSTIC = 200
+_MAX_DIFFERENCES = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # PASS, FAIL or ERROR
+    reason: str
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASS
+
+
+class SetupError(UsageError):
+    """The run cannot go on (credentials refused, target gone): exit 2, one message."""
+
+
+def outcome_errors(body: Any) -> list[str]:
+    """The error and fatal issues of an OperationOutcome, as short texts ([] when there is none)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return []
+    texts = []
+    for issue in body.get("issue") or []:
+        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+            details = issue.get("details") if isinstance(issue.get("details"), dict) else {}
+            text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "error"
+            texts.append(" ".join(str(text).split())[:_MAX_DIAGNOSTIC])
+    return texts
+
+
+def _said(exchange: Exchange) -> str:
+    """What the server said about its answer, for a reason: ': <first error issue>' or ''."""
+    errors = outcome_errors(exchange.json)
+    return f": {errors[0]}" if errors else ""
+
+
+def judge(case: Case, exchange: Exchange, strict: bool) -> Verdict:
+    """The verdict on the answer to the case's request (for accepted valid Tasks only the first
+    step: `judge_read_back` checks what was stored)."""
+    status = exchange.status
+    if status is None:
+        if (exchange.error or "").startswith("cannot connect"):
+            raise SetupError(f"lost the target during the run: {exchange.error}")
+        return Verdict(ERROR, f"no answer: {exchange.error}")
+    if status in (401, 403):
+        raise SetupError(f"{exchange.method} {exchange.url} answered HTTP {status}: the "
+                         f"credentials are refused or lack permission (check --token or "
+                         f"--client-id/--private-key and the client's role on the target)")
+    if case.expected == ACCEPT:
+        return _judge_accept(exchange)
+    return _judge_reject(case, exchange, strict)
+
+
+def _judge_accept(exchange: Exchange) -> Verdict:
+    status = exchange.status
+    assert status is not None
+    if 200 <= status < 300:
+        if not exchange.response_headers.get("location"):
+            return Verdict(FAIL, f"accepted (HTTP {status}) without a Location header")
+        return Verdict(PASS, f"accepted (HTTP {status})")
+    if 400 <= status < 500:
+        return Verdict(FAIL, f"refused a valid resource: HTTP {status}{_said(exchange)}")
+    if status >= 500:
+        return Verdict(FAIL, f"server defect: HTTP {status} (5xx) on a valid resource"
+                             f"{_said(exchange)}")
+    return Verdict(FAIL, f"unexpected HTTP {status} on a create")
+
+
+def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Verdict:
+    status = exchange.status
+    assert status is not None
+    what = case.constraint or "a rule"
+    if 200 <= status < 300:
+        return Verdict(FAIL, f"accepted (HTTP {status}) a request that breaks {what}")
+    if status >= 500:
+        return Verdict(FAIL, f"server defect: HTTP {status} (5xx) instead of a 4xx refusal"
+                             f"{_said(exchange)}")
+    if not 400 <= status < 500:
+        return Verdict(FAIL, f"neither accepted nor refused: HTTP {status}")
+    if strict:
+        wanted = STRICT_STATUS.get(what, PROFILE_VIOLATION_STATUS)
+        if status != wanted:
+            return Verdict(FAIL, f"--strict: refused with HTTP {status}, not {wanted}"
+                                 f"{_said(exchange)}")
+        if not outcome_errors(exchange.json):
+            return Verdict(FAIL, f"--strict: the refusal (HTTP {status}) carries no "
+                                 f"OperationOutcome with an error issue")
+    return Verdict(PASS, f"refused (HTTP {status}){_said(exchange)}")
+
+
+def judge_read_back(sent: dict[str, Any], exchange: Exchange) -> Verdict:
+    """Whether the stored resource, read back, is the one that was sent."""
+    if exchange.status in (401, 403):
+        raise SetupError(f"GET {exchange.url} answered HTTP {exchange.status}: the credentials "
+                         f"may create but not read")
+    if exchange.status != 200 or not isinstance(exchange.json, dict):
+        answer = f"HTTP {exchange.status}" if exchange.status else "no answer"
+        detail = f": {exchange.error}" if exchange.error else _said(exchange)
+        return Verdict(FAIL, f"accepted, but reading it back failed ({answer}{detail})")
+    differences = stored_differences(sent, exchange.json)
+    if differences:
+        more = len(differences) - _MAX_DIFFERENCES
+        listed = "; ".join(differences[:_MAX_DIFFERENCES]) + (f"; and {more} more" if more > 0
+                                                              else "")
+        return Verdict(FAIL, f"accepted, but stored differently: {listed}")
+    return Verdict(PASS, "accepted and stored as sent")
+
+
+def stored_differences(sent: dict[str, Any], stored: dict[str, Any]) -> list[str]:
+    """Where the stored resource differs from the sent one, ignoring server-managed elements.
+    Of `meta` only what the client sent is compared (servers add their own bookkeeping), and
+    meta lists (profile, tag, security) need only contain what was sent."""
+    root = str(sent.get("resourceType", "Resource"))
+    ignored = SERVER_MANAGED | {"meta"}
+    out = _differences({k: v for k, v in sent.items() if k not in ignored},
+                       {k: v for k, v in stored.items() if k not in ignored}, root)
+    sent_meta = sent.get("meta") if isinstance(sent.get("meta"), dict) else {}
+    stored_meta = stored.get("meta") if isinstance(stored.get("meta"), dict) else {}
+    for key, value in sent_meta.items():
+        if key in SERVER_MANAGED_META:
+            continue
+        kept = stored_meta.get(key)
+        if isinstance(value, list) and isinstance(kept, list):
+            lost = [item for item in value if item not in kept]
+            if lost:
+                out.append(f"{root}.meta.{key}: {_show(lost)} not stored")
+        elif value != kept:
+            out.append(f"{root}.meta.{key}: sent {_show(value)}, stored {_show(kept)}")
+    return out
+
+
+def _differences(sent: Any, stored: Any, path: str) -> list[str]:
+    if isinstance(sent, dict) and isinstance(stored, dict):
+        out: list[str] = []
+        for key in sorted(sent.keys() | stored.keys()):
+            if key not in stored:
+                out.append(f"{path}.{key}: sent, not stored")
+            elif key not in sent:
+                out.append(f"{path}.{key}: stored {_show(stored[key])}, not sent")
+            else:
+                out += _differences(sent[key], stored[key], f"{path}.{key}")
+        return out
+    if isinstance(sent, list) and isinstance(stored, list) and len(sent) == len(stored):
+        out = []
+        for i, (a, b) in enumerate(zip(sent, stored)):
+            out += _differences(a, b, f"{path}[{i}]")
+        return out
+    if sent == stored and type(sent) is type(stored):
+        return []
+    if _number(sent) and _number(stored) and sent == stored:
+        return []  # 1 and 1.0 are the same JSON number
+    return [f"{path}: sent {_show(sent)}, stored {_show(stored)}"]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
