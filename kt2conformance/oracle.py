@@ -75,8 +75,9 @@ def matches_pattern(value: Any, pattern: Any) -> bool:
 
 def _has_children(obj: dict[str, Any]) -> bool:
     """ele-1 on a complex element: some child other than `id` (FHIRPath `children().count() >
-    id.count()`); an empty array or null child is no child."""
-    return any(k != "id" and v not in (None, [], {}) for k, v in obj.items())
+    id.count()`); an empty array or null child is no child. An empty object is a child (one that
+    breaks ele-1 itself, reported there, not again on its parent)."""
+    return any(k != "id" and v is not None and v != [] for k, v in obj.items())
 
 
 class _Walk:
