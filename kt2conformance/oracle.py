@@ -163,7 +163,7 @@ class _Walk:
         # The primitive type's own `extension` element (an array of Extension), not `child`.
         ext_node = datatype_template(tref.code).get("extension")
         values = obj.get(prop[1:])
-        parts = value if isinstance(value, list) else [value]
+        parts = self.items(value, child, ckey, f"{path}.{prop}")  # `_x` has the shape of `x`
         plain = values if isinstance(values, list) else [values]
         if prop[1:] not in obj:
             counts[child.name] = counts.get(child.name, 0) + len([p for p in parts if p is not None])

@@ -332,6 +332,14 @@ def test_primitive_extension_without_value(oracle: Oracle) -> None:
     assert error_keys(oracle, task(status=None, _status={"id": "s"})) == {"Task.status/constraint:ele-1"}
 
 
+def test_primitive_extension_has_the_shape_of_its_element(oracle: Oracle) -> None:
+    """`_x` is an array exactly when `x` is (FHIR JSON §2.6.2)."""
+    assert error_keys(oracle, task(_status=[{"id": "s"}])) == {"Task.status/type"}
+    meta = {"profile": [paths.KT2TASK_URL], "_profile": [{"id": "p"}]}
+    assert error_keys(oracle, task(meta=meta)) == set()
+    assert error_keys(oracle, task(meta={**meta, "_profile": {"id": "p"}})) == {"Task.meta/type"}
+
+
 # -- unknown elements ----------------------------------------------------------------------
 
 
