@@ -21,9 +21,10 @@ from kt2conformance.errors import UsageError
 Json = dict[str, Any]
 
 
-@dataclass
+@dataclass(eq=False)
 class Profile:
-    """A loaded profile: the main StructureDefinition and everything it can resolve."""
+    """A loaded profile: the main StructureDefinition and everything it can resolve (hashed by
+    identity, so caches can key on it)."""
 
     sd: Json
     source: Path

@@ -1,0 +1,578 @@
+"""Hypothesis strategies for Tasks, derived from the profile's element tree.
+
+`valid_tasks` walks the tree: required elements always, allowed optional ones sometimes, values by
+datatype, codes from the bound ValueSets, fixed values as fixed, references to prerequisite
+resources of an allowed target type. `invalid_tasks` gives, per constraint key, Tasks that break
+exactly that constraint: a minimal valid base (required elements only, so shrinking ends small)
+plus one fault chosen by the key's kind; each example is checked against the oracle to hold that
+key and no other error. A key no single JSON fault can break is reported by `unviolable`.
+
+FHIRPath invariants can't be inverted in general; the violations of the invariants R4 and the
+profile use (inv-1, per-1, ref-1, dom-2…dom-5, txt-1, txt-2) are a small table (`_BREAK`);
+ele-1 and ext-1 are broken structurally.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from kt2conformance import terminology
+from kt2conformance.constraints import derive_constraints
+from kt2conformance.model import Node, TypeRef, datatype_invariants, datatype_template
+from kt2conformance.oracle import Oracle
+from kt2conformance.profile import Profile
+
+Task = dict[str, Any]
+Draw = Callable[[st.SearchStrategy[Any]], Any]
+
+_WORDS = ["alpha", "beta", "gamma", "delta", "zorg", "taak", "module", "oefening", "dagboek", "vragenlijst"]
+_TZ = ["Z", "+01:00", "+02:00", "-05:00", "+05:30"]
+_XHTML = '<div xmlns="http://www.w3.org/1999/xhtml">{}</div>'
+# Elements the generic generator leaves out of valid Tasks: their realistic values depend on the
+# server or on value sets not bundled (narrative, language), or servers may refuse them for
+# reasons outside the profile (implicitRules, modifierExtension, contained). meta is set apart:
+# it always declares the profile.
+_NOT_GENERATED = {"id", "meta", "text", "contained", "modifierExtension", "implicitRules", "language"}
+_SUBTASK_CODE = "view"
+
+
+@dataclass(frozen=True)
+class Prerequisites:
+    """Relative references to resources that exist on the target (suites create them)."""
+
+    patient: str = "Patient/patient-1"
+    practitioner: str = "Practitioner/practitioner-1"
+    care_team: str = "CareTeam/careteam-1"
+    related_person: str = "RelatedPerson/relatedperson-1"
+    activity_definition: str = "ActivityDefinition/activitydefinition-1"
+    device: str = "Device/device-1"
+    task: str | None = None
+
+    def by_type(self) -> dict[str, str]:
+        refs = [self.patient, self.practitioner, self.care_team, self.related_person,
+                self.activity_definition, self.device] + ([self.task] if self.task else [])
+        return {r.split("/")[0]: r for r in refs}
+
+
+def _words() -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3).map(" ".join)
+
+
+def _render(moment: dt.datetime, tz: str, millis: bool) -> str:
+    offset = dt.timedelta() if tz == "Z" else (1 if tz[0] == "+" else -1) * dt.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+    local = (moment + offset).replace(tzinfo=None)
+    text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{local.microsecond // 1000:03d}" if millis else "")
+    return text + tz
+
+
+def _moment() -> st.SearchStrategy[dt.datetime]:
+    return st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2030, 12, 31)).map(
+        lambda m: m.replace(microsecond=(m.microsecond // 1000) * 1000))
+
+
+class _Gen:
+    """Value generation for one profile and one set of prerequisites."""
+
+    def __init__(self, profile: Profile, prereqs: Prerequisites) -> None:
+        self.profile = profile
+        self.prereqs = prereqs
+        self.refs = prereqs.by_type()
+        self.oracle = _oracle(profile)
+        self.tree = self.oracle.tree
+
+    # -- primitives ---------------------------------------------------------------------------
+
+    def primitive(self, draw: Draw, code: str, node: Node, clock: list[dt.datetime]) -> Any:
+        if node.fixed is not None:
+            return node.fixed[1]
+        if node.binding is not None:
+            codes = self.oracle.expansion(node.binding[1])
+            if codes:
+                return draw(st.sampled_from(sorted(c for _, c in codes)))
+        if code in ("dateTime", "instant"):
+            moment = clock.pop(0) if clock else draw(_moment())
+            return _render(moment, draw(st.sampled_from(_TZ)), draw(st.booleans()))
+        if code == "date":
+            return draw(_moment()).strftime("%Y-%m-%d")
+        if code == "boolean":
+            return draw(st.booleans())
+        if code in ("integer", "unsignedInt", "positiveInt"):
+            return draw(st.integers(1, 1000))
+        if code == "decimal":
+            return draw(st.integers(0, 10000)) / 100
+        if code in ("uri", "url", "canonical"):
+            target = sorted(t for tr in node.types for t in tr.target_types if t in self.refs)
+            if code == "canonical" and target:
+                return f"http://example.org/fhir/{self.refs[target[0]]}"
+            return "http://example.org/fhir/" + draw(st.sampled_from(_WORDS))
+        if code == "id":
+            return str(draw(st.uuids()))
+        if code == "code":
+            return draw(st.sampled_from(_WORDS))
+        if code == "uuid":
+            return f"urn:uuid:{draw(st.uuids())}"
+        if code == "xhtml":
+            return _XHTML.format(draw(_words()))
+        return draw(_words())
+
+    # -- complex values -----------------------------------------------------------------------
+
+    def targets(self, tref: TypeRef) -> list[str]:
+        """Prerequisite resource types a reference of this type may point at."""
+        if not tref.target_types or "Resource" in tref.target_types:
+            return sorted(self.refs)
+        return [t for t in sorted(tref.target_types) if t in self.refs]
+
+    def reference(self, draw: Draw, tref: TypeRef) -> dict[str, Any]:
+        allowed = self.targets(tref)
+        if not allowed:  # only for elements a fault adds (Task.encounter): no such prerequisite
+            return {"reference": f"{sorted(tref.target_types)[0]}/example-{draw(st.sampled_from(_WORDS))}"}
+        rtype = draw(st.sampled_from(allowed))
+        ref: dict[str, Any] = {"reference": self.refs[rtype]}
+        if draw(st.booleans()):
+            ref["type"] = rtype
+        return ref
+
+    def complex(self, draw: Draw, node: Node, tref: TypeRef, clock: list[dt.datetime], full: bool, depth: int) -> dict[str, Any]:
+        if tref.code == "Reference":
+            return self.reference(draw, tref)
+        if tref.code == "Extension":  # an extension no slice describes: any url, a simple value
+            return {"url": "http://example.org/fhir/StructureDefinition/" + draw(st.sampled_from(_WORDS)),
+                    "valueString": draw(_words())}
+        children = node.children if (node.explicit_children or len(node.types) == 1) else datatype_template(tref.code)
+        out = self.fill(draw, children, clock, full and depth < 1, depth + 1, skip={"id", "extension", "modifierExtension"})
+        if not any(k != "id" for k in out):
+            # ele-1: an element needs a value or children; take the first primitive child.
+            first = next((c for c in children.values() if c.types and c.types[0].primitive is not None
+                          and c.name not in ("id",) and not c.forbidden), None)
+            if first is not None:
+                out[first.name] = self.primitive(draw, first.types[0].code, first, clock)
+        return out
+
+    def value(self, draw: Draw, node: Node, tref: TypeRef, clock: list[dt.datetime], full: bool, depth: int) -> Any:
+        if tref.primitive is not None:
+            return self.primitive(draw, tref.code, node, clock)
+        return self.complex(draw, node, tref, clock, full, depth)
+
+    def fill(self, draw: Draw, children: dict[str, Node], clock: list[dt.datetime], full: bool, depth: int,
+             skip: set[str]) -> dict[str, Any]:
+        """Values for the allowed children: required ones always, optional ones when `full`
+        and drawn so, each with a type it allows."""
+        out: dict[str, Any] = {}
+        for child in children.values():
+            if child.forbidden or child.name in skip or not child.types:
+                continue
+            if child.binding and child.binding[0] == "required" and not self.oracle.expansion(child.binding[1]):
+                continue  # a code we can't choose well: leave the element out (never required here)
+            if child.min == 0 and child.types[0].code == "Reference" and not self.targets(child.types[0]):
+                continue  # no prerequisite of a type it may refer to (partOf without a parent Task)
+            present = child.min > 0 or (full and draw(st.booleans()))
+            if not present:
+                continue
+            tref = draw(st.sampled_from(child.types)) if len(child.types) > 1 else child.types[0]
+            prop = child.name[:-3] + tref.code[0].upper() + tref.code[1:] if child.is_choice else child.name
+            if child.is_array:
+                upper = 2 if child.max is None else min(child.max, 2)
+                n = draw(st.integers(max(child.min, 1), max(upper, 1)))
+                out[prop] = [self.value(draw, child, tref, clock, full, depth) for _ in range(n)]
+            else:
+                out[prop] = self.value(draw, child, tref, clock, full, depth)
+        return out
+
+    def slice_instance(self, draw: Draw, sl: Node, clock: list[dt.datetime]) -> dict[str, Any]:
+        """One extension of a slice: its required parts, and a value (ext-1 wants a value or
+        nested extensions, and the slice may make its value optional)."""
+        out = self.fill(draw, sl.children, clock, False, 1, skip={"id"})
+        value = sl.children.get("value[x]")
+        if value is not None and not value.forbidden and not any(k.startswith("value") for k in out):
+            tref = value.types[0]
+            out["value" + tref.code[0].upper() + tref.code[1:]] = self.value(draw, value, tref, clock, False, 1)
+        return out
+
+    # -- whole Tasks --------------------------------------------------------------------------
+
+    def task(self, draw: Draw, full: bool) -> Task:
+        clock = sorted(draw(st.lists(_moment(), min_size=6, max_size=6)))
+        task: Task = {"resourceType": self.profile.type, "meta": {"profile": [self.profile.url]}}
+        task.update(self.fill(draw, self.tree.children, clock, full, 0, skip=_NOT_GENERATED | {"extension"}))
+        ext_node = self.tree.children.get("extension")
+        if full and ext_node is not None:
+            extensions = []
+            for sl in ext_node.slices.values():
+                upper = 2 if sl.max is None else min(sl.max, 2)
+                for _ in range(draw(st.integers(sl.min, upper))):
+                    extensions.append(self.slice_instance(draw, sl, clock))
+            if draw(st.booleans()):
+                extensions.append(self.complex(draw, ext_node, ext_node.types[0], clock, False, 1))
+            if extensions:
+                task["extension"] = extensions
+        return self.server_rules(task)
+
+    def server_rules(self, task: Task) -> Task:
+        """The Koppeltaal server rule beyond the profile: a `view` Task is a subtask (partOf)."""
+        codes = [c.get("code") for c in (task.get("code") or {}).get("coding", [])]
+        if _SUBTASK_CODE in codes and not task.get("partOf"):
+            if self.prereqs.task:
+                task["partOf"] = [{"reference": self.prereqs.task}]
+            else:
+                task.pop("code")
+        return task
+
+
+@lru_cache(maxsize=8)
+def _oracle(profile: Profile) -> Oracle:
+    return Oracle(profile)
+
+
+def valid_tasks(profile: Profile, prereqs: Prerequisites = Prerequisites()) -> st.SearchStrategy[Task]:
+    """Tasks that conform to the profile (and to the Koppeltaal server rules)."""
+    gen = _Gen(profile, prereqs)
+    return st.composite(lambda draw: gen.task(draw, full=True))().filter(gen.oracle.is_valid)
+
+
+def minimal_tasks(profile: Profile, prereqs: Prerequisites = Prerequisites()) -> st.SearchStrategy[Task]:
+    """Valid Tasks with only the required elements: the base the faults are added to."""
+    gen = _Gen(profile, prereqs)
+    return st.composite(lambda draw: gen.task(draw, full=False))()
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+def _locate(gen: _Gen, draw: Draw, task: Task, element_id: str, clock: list[dt.datetime]) -> tuple[dict[str, Any], Node, list[dict[str, Any]]] | None:
+    """Make the element `element_id` present in `task` (creating parents as needed) and return
+    (the object holding it, its node, its instances). Slices are extension instances."""
+    parts = element_id.split(".")[1:]
+    holder: dict[str, Any] = task
+    node = gen.tree
+    instances: list[dict[str, Any]] = [task]
+    for part in parts:
+        name, _, slice_name = part.partition(":")
+        child = node.children.get(name)
+        if child is None:
+            return None
+        if slice_name:
+            sl = next((s for s in child.slices.values() if s.slice_name == slice_name), None)
+            if sl is None:
+                return None
+            existing = [e for e in holder.get(name, []) if isinstance(e, dict) and e.get("url") in child.slices and child.slices[e["url"]] is sl]
+            if not existing:
+                inst = gen.slice_instance(draw, sl, clock)
+                holder.setdefault(name, []).append(inst)
+                existing = [inst]
+            node, instances = sl, existing
+            holder = existing[0]
+            continue
+        if name not in holder and not (child.is_choice and any(k.startswith(name[:-3]) for k in holder)):
+            tref = child.types[0]
+            prop = name[:-3] + tref.code[0].upper() + tref.code[1:] if child.is_choice else name
+            value = gen.value(draw, child, tref, clock, False, 1)
+            holder[prop] = [value] if child.is_array else value
+        node = child
+        if part == parts[-1]:
+            return holder, child, instances
+        value = holder[name]
+        holder = value[0] if isinstance(value, list) else value
+    return holder, node, instances
+
+
+def _prop_of(holder: dict[str, Any], node: Node) -> str | None:
+    if node.is_choice:
+        return next((k for k in holder if k.startswith(node.name[:-3]) and k[len(node.name) - 3:][:1].isupper()), None)
+    return node.name if node.name in holder else None
+
+
+_BAD_FORMAT = {
+    "dateTime": "2021-02-30T10:00:00Z", "instant": "2023-01-01T10:00", "date": "2021-13-01",
+    "code": " not a code", "id": "not an id!", "uri": "not a uri", "url": "not a url",
+    "canonical": "not a canonical", "string": "", "markdown": "", "boolean": "yes",
+    "positiveInt": 0, "unsignedInt": -1, "integer": 2**40, "oid": "1.2.3", "uuid": "urn:uuid:xyz",
+    "base64Binary": "not base64!", "time": "25:00:00", "xhtml": "",
+}
+_WRONG_TYPE = {"boolean": "true", "integer": "1", "positiveInt": "1", "unsignedInt": "1", "decimal": "1.5"}
+
+
+def _bad_primitive_path(code: str, seen: frozenset[str] = frozenset()) -> list[tuple[str, str]] | None:
+    """A path of (property, type) from a complex type down to a primitive with a bad-format
+    value (Identifier -> [("system", "uri")])."""
+    for child in datatype_template(code).values():
+        if child.name in ("id", "extension") or child.is_choice or not child.types:
+            continue
+        t = child.types[0].code
+        if child.types[0].primitive is not None and t in _BAD_FORMAT:
+            return [(child.name, t)]
+    return None
+
+
+def _break_invariant(key: str, draw: Draw, gen: _Gen, value: Any) -> Any:
+    """A value of the element with invariant `key` broken, or None when there is no recipe."""
+    inv = key.split(":", 1)[1]
+    clock = sorted(draw(st.lists(_moment(), min_size=2, max_size=2, unique=True)))
+    later, earlier = _render(clock[1], draw(st.sampled_from(_TZ)), False), _render(clock[0], draw(st.sampled_from(_TZ)), False)
+    recipes: dict[str, Callable[[Any], Any]] = {
+        "inv-1": lambda t: {**t, "authoredOn": later, "lastModified": earlier},
+        "per-1": lambda v: {**v, "start": later, "end": earlier},
+        "ref-1": lambda v: {**v, "reference": "#missing", **({} if "type" not in v else {"type": v["type"]})},
+        "dom-2": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1", "contained": [{"resourceType": "Patient", "id": "c2"}]}],
+                            "for": {"reference": "#c1"}},
+        "dom-3": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1"}]},
+        "dom-4": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1", "meta": {"versionId": "1"}}],
+                            "for": {"reference": "#c1"}},
+        "dom-5": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1",
+                                                "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]}}],
+                            "for": {"reference": "#c1"}},
+        "txt-1": lambda v: {"status": "generated", "div": _XHTML.format("<script>alert(1)</script>x")},
+        "txt-2": lambda v: {"status": "generated", "div": _XHTML.format(" ")},
+    }
+    recipe = recipes.get(inv)
+    return None if recipe is None else recipe(value)
+
+
+def _fault(gen: _Gen, key: str, draw: Draw, task: Task) -> Task | None:
+    """Apply the one fault that breaks `key` to a minimal valid `task`; None if no recipe."""
+    element_id, _, kind = key.partition("/")
+    if element_id == "server":
+        return _server_fault(gen, kind, draw, task)
+    clock = sorted(draw(st.lists(_moment(), min_size=4, max_size=4)))
+    if element_id == gen.tree.id:  # the resource itself
+        if kind == "type":
+            other = draw(st.sampled_from(["Patient", "ServiceRequest", None]))
+            return {k: v for k, v in task.items() if k != "resourceType"} | ({"resourceType": other} if other else {})
+        if kind == "unknown":
+            return {**task, draw(st.sampled_from(["priorityCode", "comment", "assignee"])): "x"}
+        if kind.startswith("constraint:"):
+            return _break_invariant(kind, draw, gen, task)
+        return None
+    located = _locate(gen, draw, task, element_id, clock)
+    if located is None:
+        return None
+    holder, node, instances = located
+    prop = _prop_of(holder, node) if node.slice_name is None else None
+    tref = node.types[0] if node.types else None
+    if node.slice_name is not None and kind in ("unknown", "constraint:ext-1"):
+        # holder is an extension of the slice: add an unknown element, or take away its value
+        if kind == "unknown":
+            holder["unknownElement"] = "x"
+        else:
+            for k in [k for k in holder if k.startswith("value")]:
+                holder.pop(k)
+        return task
+    if kind == "min":
+        if node.slice_name is not None:
+            return None
+        holder.pop(prop, None)
+        return task
+    if kind == "max":
+        if node.slice_name is not None:
+            container = holder  # the first instance of the slice; add copies next to it
+            siblings = task if element_id.count(".") == 1 else None
+            if siblings is None:
+                return None
+            siblings["extension"] = siblings["extension"] + [dict(container) for _ in range((node.max or 0) + 1 - len(instances))]
+            return task
+        if node.forbidden:
+            return task  # _locate already made it present
+        value = holder[prop]
+        holder[prop] = [value] * ((node.max or 0) + 1) if node.is_array else value
+        return task if node.is_array else None
+    if prop is None or tref is None:
+        return None
+    value = holder[prop]
+    first = value[0] if isinstance(value, list) and value else value
+    def put(new: Any) -> Task:
+        holder[prop] = [new] + value[1:] if isinstance(value, list) else new
+        return task
+    if kind == "type":
+        if node.is_choice:
+            holder.pop(prop)
+            holder[node.name[:-3] + "String"] = "x" if all(t.code != "string" for t in node.types) else None
+            return task if all(t.code != "string" for t in node.types) else None
+        if tref.primitive is not None:
+            return put(_WRONG_TYPE.get(tref.code, 12345))
+        return put("x")
+    if kind == "format":
+        if tref.primitive is not None:
+            return put(_BAD_FORMAT.get(tref.code, "")) if tref.code in _BAD_FORMAT else None
+        path = _bad_primitive_path(tref.code)
+        if not path or not isinstance(first, dict):
+            return None
+        name, code = path[0]
+        return put({**first, name: _BAD_FORMAT[code]})
+    if kind == "unknown":
+        return put({**first, "unknownElement": "x"}) if isinstance(first, dict) else None
+    if kind == "fixed":
+        fixed = node.fixed[1] if node.fixed else None
+        codes = gen.oracle.expansion(node.binding[1]) if node.binding else None
+        options = sorted(c for _, c in codes if c != fixed) if codes else [w for w in _WORDS if w != fixed]
+        return put(draw(st.sampled_from(options)))
+    if kind == "pattern":
+        return put({"coding": [{"system": "http://example.org/other", "code": draw(st.sampled_from(_WORDS))}]}) if isinstance(first, dict) else put("other")
+    if kind == "binding":
+        bogus = draw(st.sampled_from(["bogus", "not-in-valueset", "unknown-code"]))
+        if tref.code == "code":
+            return put(bogus)
+        if tref.code == "Coding":
+            return put({"system": "http://example.org/cs", "code": bogus})
+        return put({"coding": [{"system": "http://example.org/cs", "code": bogus}]})
+    if kind == "targetProfile":
+        wrong = sorted(t for t in gen.refs if t not in tref.target_types)
+        if not wrong:
+            return None
+        rtype = draw(st.sampled_from(wrong))
+        if tref.code == "canonical":
+            return put(f"http://example.org/fhir/{rtype}/{draw(st.sampled_from(_WORDS))}")
+        return put({"reference": gen.refs[rtype]})
+    if kind == "constraint:ele-1":
+        if tref.primitive is not None:
+            holder.pop(prop)
+            holder["_" + prop] = [{}] if isinstance(value, list) else {}
+            return task
+        return put({})
+    if kind == "constraint:ext-1":
+        ext = {"url": "http://example.org/fhir/StructureDefinition/nested", "valueString": "x"}
+        if node.slice_name is not None:
+            holder.pop(next((k for k in holder if k.startswith("value")), ""), None)
+            return task
+        return put({**first, "extension": [ext]} if "extension" not in first else {k: v for k, v in first.items() if k != "extension"})
+    if kind.startswith("constraint:") and isinstance(first, dict):
+        inv = kind.split(":", 1)[1]
+        path = _invariant_path(tref.code, inv)
+        if path is None:  # declared on a part of the datatype (txt-1 on Narrative.div)
+            broken = _break_invariant(kind, draw, gen, first)
+            return None if broken is None else put(broken)
+        target = dict(first)
+        inner = target
+        for name, is_array in path:  # build the nested element that carries the invariant
+            inner[name] = {}
+            parent, inner = inner, inner[name]
+            if is_array:
+                parent[name] = [inner]
+        broken = _break_invariant(kind, draw, gen, inner)
+        if broken is None:
+            return None
+        inner.clear()
+        inner.update(broken)
+        return put(target)
+    return None
+
+
+def _invariant_path(code: str, inv: str, seen: frozenset[str] = frozenset()) -> list[tuple[str, bool]] | None:
+    """The properties leading from datatype `code` to the datatype whose root declares
+    invariant `inv` (Identifier + per-1 -> [("period", False)]); [] when `code` declares it."""
+    if any(i.key == inv for i in datatype_invariants(code)):
+        return []
+    for child in datatype_template(code).values():
+        if len(child.types) != 1 or child.types[0].primitive is not None or child.name == "extension":
+            continue
+        sub = child.types[0].code
+        if sub in seen:
+            continue
+        rest = _invariant_path(sub, inv, seen | {code})
+        if rest is not None:
+            return [(child.name, child.is_array)] + rest
+    return None
+
+
+def _server_fault(gen: _Gen, rule: str, draw: Draw, task: Task) -> Task | None:
+    if rule == "meta.profile":
+        return {**task, "meta": draw(st.sampled_from([{}, {"profile": ["http://hl7.org/fhir/StructureDefinition/Task"]}]))} if True else None
+    if rule == "subtask-partOf":
+        task = {k: v for k, v in task.items() if k != "partOf"}
+        return {**task, "code": {"coding": [{"system": "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code", "code": _SUBTASK_CODE}]}}
+    if rule == "reference-integrity":
+        missing = f"Patient/missing-{draw(st.uuids())}"
+        return {**task, "for": {"reference": missing}}
+    return None  # content-type and json-syntax are protocol faults: not a Task body
+
+
+_CLASSIFY_PREREQS = Prerequisites(task="Task/parent-1")
+_PROTOCOL_ONLY = {"server/content-type": "a transport fault (the Content-Type header), not a Task body",
+                  "server/json-syntax": "a transport fault (a body that is not JSON), not a Task body"}
+
+
+def _error_keys(oracle: Oracle, task: Any) -> set[str]:
+    return {i.key for i in oracle.errors(task)}
+
+
+def _breaks_only(oracle: Oracle, key: str, task: Any) -> bool:
+    """Whether `task` breaks `key` and nothing else. Server rules are not profile errors: a Task
+    breaking one must be valid to the profile."""
+    if task is None:
+        return False
+    return _error_keys(oracle, task) == (set() if key.startswith("server/") else {key})
+
+
+def fault_strategy(profile: Profile, key: str, prereqs: Prerequisites = Prerequisites()) -> st.SearchStrategy[Task]:
+    """Tasks breaking exactly `key` (filtered by the oracle: single fault)."""
+    gen = _Gen(profile, prereqs)
+
+    @st.composite
+    def build(draw: Draw) -> Task | None:
+        return _fault(gen, key, draw, gen.task(draw, full=False))
+
+    return build().filter(lambda t: _breaks_only(gen.oracle, key, t))
+
+
+class _Found(Exception):
+    """Ends a classification search at the first single-fault example."""
+
+
+def _search(gen: _Gen, key: str, attempts: int) -> set[str] | None:
+    """Try `attempts` generated faults for `key`; None when one breaks only `key`, else the other
+    keys the attempts broke (empty when no recipe applied)."""
+    seen: set[str] = set()
+
+    @settings(max_examples=attempts, database=None, phases=[Phase.generate], derandomize=True,
+              suppress_health_check=list(HealthCheck), deadline=None)
+    @given(st.data())
+    def run(data: st.DataObject) -> None:
+        task = _fault(gen, key, data.draw, gen.task(data.draw, full=False))
+        if task is None:
+            return
+        if _breaks_only(gen.oracle, key, task):
+            raise _Found
+        seen.update(_error_keys(gen.oracle, task) - {key})
+
+    try:
+        run()
+    except _Found:
+        return None
+    return seen
+
+
+@lru_cache(maxsize=8)
+def _classify(profile: Profile) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(violable keys, (key, reason) for the rest), by searching for a single-fault example."""
+    gen = _Gen(profile, _CLASSIFY_PREREQS)
+    violable: list[str] = []
+    reasons: list[tuple[str, str]] = []
+    for c in derive_constraints(profile, gen.tree):
+        if c.key in _PROTOCOL_ONLY:
+            reasons.append((c.key, _PROTOCOL_ONLY[c.key]))
+        elif c.severity != "error":
+            reasons.append((c.key, "a warning (SHOULD): breaking it does not make a Task invalid"))
+        else:
+            others = _search(gen, c.key, 12)
+            if others is None:
+                violable.append(c.key)
+            elif others:
+                reasons.append((c.key, "breaking it always breaks " + ", ".join(sorted(others)) + " too"))
+            else:
+                reasons.append((c.key, "no JSON fault breaks it (it is what identifies the element, or no recipe exists)"))
+    return tuple(violable), tuple(reasons)
+
+
+def unviolable(profile: Profile) -> dict[str, str]:
+    """Constraint keys no single JSON fault can break, with the reason."""
+    return dict(_classify(profile)[1])
+
+
+def invalid_tasks(profile: Profile, prereqs: Prerequisites = Prerequisites()) -> dict[str, st.SearchStrategy[Task]]:
+    """For every violable constraint key, Tasks breaking exactly that constraint."""
+    return {key: fault_strategy(profile, key, prereqs) for key in _classify(profile)[0]}
