@@ -57,7 +57,10 @@ def _components(text: str) -> list[Decimal | int] | None:
     if m["h"] is None:
         return [int(g) for g in (m["y"], m["mo"], m["d"]) if g is not None]
     seconds = Decimal(m["s"]) if m["s"] is not None else None
-    local = dt.datetime(int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"] or 0))
+    try:
+        local = dt.datetime(int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"] or 0))
+    except ValueError:  # 2021-02-30T…: not a date at all (the format check reports it)
+        return None
     tz = m["tz"]
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1

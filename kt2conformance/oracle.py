@@ -255,8 +255,16 @@ class _Walk:
         if node.binding is not None and node.binding[0] == "required":
             self.binding(item, node.binding[1], tref, key, path)
         for inv in self.oracle.invariants(node, tref):
-            if not fhirpath.holds(inv.expression, item, self.resource):
-                self.add(key, f"constraint:{inv.key}", path, f"{inv.human or inv.expression} ({inv.key})", inv.severity)
+            self.invariant(inv, item, key, path)
+
+    def invariant(self, inv: Invariant, focus: Any, key: str, path: str) -> None:
+        try:
+            ok = fhirpath.holds(inv.expression, focus, self.resource)
+        except Exception as exc:  # an expression the engine can't run on malformed input
+            self.add(key, f"constraint:{inv.key}", path, f"{inv.key} could not be evaluated: {exc}", "warning")
+            return
+        if not ok:
+            self.add(key, f"constraint:{inv.key}", path, f"{inv.human or inv.expression} ({inv.key})", inv.severity)
 
     def binding(self, item: Any, vs_url: str, tref: TypeRef, key: str, path: str) -> None:
         codes = self.oracle.expansion(vs_url)
@@ -327,13 +335,7 @@ class Oracle:
         for inv in self.tree.invariants:
             if inv.key in STRUCTURAL_INVARIANTS:
                 continue
-            try:
-                ok = fhirpath.holds(inv.expression, task, task)
-            except Exception as exc:  # an expression the engine can't run on malformed input
-                walk.add(root, f"constraint:{inv.key}", root, f"{inv.key} could not be evaluated: {exc}", "warning")
-                continue
-            if not ok:
-                walk.add(root, f"constraint:{inv.key}", root, f"{inv.human or inv.expression} ({inv.key})", inv.severity)
+            walk.invariant(inv, task, root, root)
         return walk.issues
 
     def errors(self, task: Any) -> list[Issue]:

@@ -149,12 +149,18 @@ class _Gen:
         children = node.children if (node.explicit_children or len(node.types) == 1) else datatype_template(tref.code)
         out = self.fill(draw, children, clock, full and depth < 1, depth + 1, skip={"id", "extension", "modifierExtension"})
         if not any(k != "id" for k in out):
-            # ele-1: an element needs a value or children; take the first primitive child.
-            first = next((c for c in children.values() if c.types and c.types[0].primitive is not None
-                          and c.name not in ("id",) and not c.forbidden), None)
-            if first is not None:
-                out[first.name] = self.primitive(draw, first.types[0].code, first, clock)
+            # ele-1 wants a value or children: give every primitive part we can fill well
+            # (an Identifier gets its system and value, a Period its start and end).
+            for c in children.values():
+                if c.types and c.types[0].primitive is not None and c.name != "id" and not c.forbidden \
+                        and not c.is_choice and self.can_fill(c):
+                    out[c.name] = self.primitive(draw, c.types[0].code, c, clock)
         return out
+
+    def can_fill(self, node: Node) -> bool:
+        """False for a code bound (required) to a value set we can't expand: any code we made
+        up would be wrong to a server that can."""
+        return not (node.binding and node.binding[0] == "required" and not self.oracle.expansion(node.binding[1]))
 
     def value(self, draw: Draw, node: Node, tref: TypeRef, clock: list[dt.datetime], full: bool, depth: int) -> Any:
         if tref.primitive is not None:
@@ -169,8 +175,8 @@ class _Gen:
         for child in children.values():
             if child.forbidden or child.name in skip or not child.types:
                 continue
-            if child.binding and child.binding[0] == "required" and not self.oracle.expansion(child.binding[1]):
-                continue  # a code we can't choose well: leave the element out (never required here)
+            if not self.can_fill(child) and child.min == 0:
+                continue
             if child.min == 0 and child.types[0].code == "Reference" and not self.targets(child.types[0]):
                 continue  # no prerequisite of a type it may refer to (partOf without a parent Task)
             present = child.min > 0 or (full and draw(st.booleans()))
