@@ -3,12 +3,23 @@ stopped at the end even when tests fail or the run is interrupted."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kt2conformance.server import ReferenceServer
+
+# Hypothesis profiles, picked by HYPOTHESIS_PROFILE. "ci" (the default) is derandomized so a CI
+# failure reproduces locally and keeps the whole run short; "nightly" explores ten times more,
+# with fresh randomness each night. Property tests derive their counts from max_examples.
+settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("nightly", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
