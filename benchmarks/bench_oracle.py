@@ -89,9 +89,19 @@ def rate(oracle: Oracle, tasks: list[Task], seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
+def generated_tasks(count: int) -> list[Task]:
+    """Distinct generated valid Tasks: every value differs, so no cache sees the same value
+    twice by accident (the fixed Tasks above repeat on every loop)."""
+    from kt2conformance.sampling import sample
+    from kt2conformance.strategies import Prerequisites, valid_tasks
+
+    return sample(valid_tasks(load_profile(), Prerequisites(task="Task/parent-1")), count, seed=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
+    parser.add_argument("--generated", type=int, default=2000, help="distinct generated Tasks to validate once each")
     parser.add_argument("--profile", action="store_true", help="also print the 10 functions with the most own time (cProfile)")
     args = parser.parse_args()
 
@@ -106,6 +116,12 @@ def main() -> None:
     print(f"overall: {rate(oracle, everything, args.seconds):8.0f} validations/s  ({len(everything)} Tasks)")
     print(f"valid:   {rate(oracle, list(VALID.values()), args.seconds):8.0f} validations/s  ({', '.join(VALID)})")
     print(f"invalid: {rate(oracle, list(INVALID.values()), args.seconds):8.0f} validations/s  ({', '.join(INVALID)})")
+    generated = generated_tasks(args.generated)
+    start = time.perf_counter()
+    for t in generated:
+        oracle.validate(t)
+    print(f"generated, each validated once: {len(generated) / (time.perf_counter() - start):8.0f} validations/s "
+          f"({len(generated)} distinct valid Tasks with every optional element the profile allows)")
 
     if args.profile:
         profiler = cProfile.Profile()

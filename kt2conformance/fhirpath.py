@@ -20,9 +20,11 @@ Java validator (FHIRPathEngine.convertToBoolean) that the HAPI-based Koppeltaal 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -169,8 +171,93 @@ def compile_expression(expression: str, typed: bool) -> Callable[..., list[Any]]
                                        "traceFn": lambda *args: None})
 
 
+_KEYWORDS = {"and", "or", "xor", "implies", "not", "true", "false", "div", "mod", "in", "contains", "is", "as"}
+_WHOLE_INPUT = re.compile(r"\b(descendants|children|repeat)\(|\$this|%context")
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
+_IDENT = re.compile(r"(?<![%\w`])`?([A-Za-z_]\w*)`?(?!\w|\s*\()")
+_CALL = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\s*\(")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an invariant's result can depend on, read from its text once.
+
+    `names`: the member names it mentions. When it calls no function on its input as a whole
+    (`children()`, `descendants()`, `repeat()`, `$this`, or any function at the top level not
+    applied to a member), its result depends only on those members of the focus (and, with
+    `%resource`/`%rootResource`, of the resource), so equal projections give equal results.
+    `head`: for a single path chain (`contained.where(…).empty()`), its first member: when the
+    focus lacks it, every step sees an empty collection and the result is that of `{}`."""
+
+    names: frozenset[str] | None
+    uses_resource: bool
+    head: str | None
+
+
+def _top_level(expression: str) -> str:
+    """The expression without string literals and parenthesised parts."""
+    text, depth, out = _STRING.sub("''", expression), 0, []
+    for ch in text:
+        depth += ch == "("
+        if depth == 0:
+            out.append(ch)
+        depth -= ch == ")"
+    return "".join(out)
+
+
+@lru_cache(maxsize=None)
+def _plan(expression: str) -> _Plan:
+    text = _STRING.sub("''", expression)
+    top = _top_level(expression)
+    head_match = re.fullmatch(r"([A-Za-z_]\w*)(\.[A-Za-z_]\w*(\(\))?)*", top.replace("()", "()"))
+    head = head_match.group(1) if head_match and "." in top else None
+    opaque = _WHOLE_INPUT.search(text) or any(m.group(1) not in _KEYWORDS for m in _CALL.finditer(top))
+    names = None if opaque else frozenset(n for n in _IDENT.findall(text) if n not in _KEYWORDS)
+    return _Plan(names, "%resource" in text or "%rootResource" in text, head)
+
+
+@lru_cache(maxsize=4096)
+def _matches(key: str, names: frozenset[str]) -> bool:
+    base = key[1:] if key.startswith("_") else key
+    if base in names:
+        return True
+    # a choice element: `value` names valueString, valueReference…
+    return any(base.startswith(n) and base[len(n):][:1].isupper() for n in names)
+
+
+def _projection(value: Any, names: frozenset[str]) -> str:
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if _matches(k, names)}
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+_MEMO: dict[tuple[Any, ...], bool] = {}
+_MEMO_LIMIT = 100_000
+
+
 def holds(expression: str, focus: Any, resource: dict[str, Any]) -> bool:
-    """Whether an invariant holds on `focus` (an element or the resource itself)."""
-    fn = compile_expression(expression, focus is resource)
-    result = fn(focus, {"resource": resource, "rootResource": resource})
-    return result == [True]
+    """Whether an invariant holds on `focus` (an element or the resource itself).
+
+    Results are remembered by what the expression can see (see _Plan), so the thousands of
+    Tasks of a run pay FHIRPath's price only for the values that differ."""
+    plan = _plan(expression)
+    typed = focus is resource
+    if plan.head is not None and isinstance(focus, dict) and not any(_matches(k, frozenset({plan.head})) for k in focus):
+        key: tuple[Any, ...] = (expression, typed, "absent")
+        focus = {"resourceType": focus["resourceType"]} if typed and "resourceType" in focus else {}
+        resource = focus if typed else resource
+    elif plan.names is not None:
+        key = (expression, typed, _projection(focus, plan.names),
+               _projection(resource, plan.names) if plan.uses_resource else None)
+    else:
+        return _evaluate(expression, focus, resource, typed)
+    if key not in _MEMO:
+        if len(_MEMO) >= _MEMO_LIMIT:
+            _MEMO.clear()
+        _MEMO[key] = _evaluate(expression, focus, resource, typed)
+    return _MEMO[key]
+
+
+def _evaluate(expression: str, focus: Any, resource: dict[str, Any], typed: bool) -> bool:
+    fn = compile_expression(expression, typed)
+    return fn(focus, {"resource": resource, "rootResource": resource}) == [True]

@@ -96,6 +96,12 @@ class Node:
         return {}
 
     @cached_property
+    def bounded_children(self) -> list[Node]:
+        """Children whose count is checked after a walk: required ones and limited ones (a
+        forbidden one is reported where it appears)."""
+        return [c for c in self.children.values() if c.min > 0 or (c.max is not None and not c.forbidden and c.is_array)]
+
+    @cached_property
     def properties(self) -> dict[str, tuple[Node, TypeRef]]:
         """Every JSON property name a child may use, with the child and the type it implies
         (`valueReference` -> (value[x], Reference))."""

@@ -129,7 +129,7 @@ class _Walk:
                 continue
             for i, item in enumerate(items):
                 self.value(item, child, tref, ckey, f"{cpath}[{i}]" if child.is_array else cpath)
-        for child in node.children.values():
+        for child in node.bounded_children:
             n = counts.get(child.name, 0)
             ckey = child.id if child.owns_key else key
             if n < child.min:
