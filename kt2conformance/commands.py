@@ -58,8 +58,9 @@ def constraints_command(profile: str | None, fmt: str) -> int:
 def generate_command(valid: int | None, invalid: bool, seed: int, out: str, profile: str | None) -> int:
     """Write generated Tasks, one file each, and `index.json` (CONTRACT.md). The same seed gives
     the same files."""
+    from itertools import islice
+
     from kt2conformance import strategies
-    from kt2conformance.sampling import sample
 
     loaded = load_profile(profile)
     folder = Path(out)
@@ -68,20 +69,22 @@ def generate_command(valid: int | None, invalid: bool, seed: int, out: str, prof
     except OSError as exc:
         raise UsageError(f"cannot create {folder}: {exc.strerror}") from None
     prereqs = strategies.Prerequisites()
+    index = []
+
+    def write(name: str, task: Any, key: str | None) -> None:
+        (folder / name).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
+        index.append({"file": name, "expected": "accept" if key is None else "reject", "constraint": key,
+                      "description": "conforms to the profile" if key is None else f"breaks {key} only"})
+
     if valid is not None:
         if valid < 0:
             raise UsageError("--valid must be at least 0")
-        batches = [(None, strategies.valid_tasks(loaded, prereqs), valid)]
+        for n, task in enumerate(islice(strategies.generate_valid(loaded, prereqs, seed), valid)):
+            write(f"valid-{n + 1:04d}.json", task, None)
     else:
-        batches = [(key, strat, 1) for key, strat in sorted(strategies.invalid_tasks(loaded, prereqs).items())]
-    index = []
-    for key, strategy, count in batches:
-        for n, task in enumerate(sample(strategy, count, seed)):
-            stem = "valid" if key is None else key.replace("/", "__").replace(":", "_").replace("[x]", "x")
-            name = f"{stem}-{n + 1:04d}.json" if key is None else f"invalid-{stem}.json"
-            (folder / name).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
-            index.append({"file": name, "expected": "accept" if key is None else "reject", "constraint": key,
-                          "description": "conforms to the profile" if key is None else f"breaks {key} only"})
+        for key in sorted(strategies.invalid_tasks(loaded, prereqs)):
+            stem = key.replace("/", "__").replace(":", "_").replace("[x]", "x")
+            write(f"invalid-{stem}.json", next(strategies.generate_invalid(loaded, key, prereqs, seed)), key)
     (folder / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {len(index)} Tasks to {folder}")
     return 0

@@ -231,6 +231,38 @@ def _projection(value: Any, names: frozenset[str]) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+_ORDER_FORM = re.compile(
+    r"(\w+)\.(?:exists|hasValue)\(\)\.not\(\) or (\w+)\.(?:exists|hasValue)\(\)\.not\(\) "
+    r"or \(?(\w+) (<=|>=|<|>) (\w+)\)?")
+_TESTS: dict[str, Callable[[int], bool]] = {"<": lambda r: r < 0, "<=": lambda r: r <= 0,
+                                            ">": lambda r: r > 0, ">=": lambda r: r >= 0}
+
+
+@lru_cache(maxsize=None)
+def _order_form(expression: str) -> tuple[str, str, str] | None:
+    """(left, op, right) for `a.exists().not() or b.exists().not() or a OP b` over two members
+    (inv-1, per-1): the commonest invariant shape, and the costliest in fhirpathpy."""
+    m = _ORDER_FORM.fullmatch(expression)
+    if m is None or {m[1], m[2]} != {m[3], m[5]}:
+        return None
+    return m[3], m[4], m[5]
+
+
+def _order_fast(form: tuple[str, str, str], focus: Any) -> bool | None:
+    """The order form evaluated directly when both members are plain date/dateTime strings (or
+    one is absent); None to leave it to fhirpathpy (extensions `_x`, lists, other types)."""
+    left, op, right = form
+    if not isinstance(focus, dict) or f"_{left}" in focus or f"_{right}" in focus:
+        return None
+    a, b = focus.get(left), focus.get(right)
+    if a is None or b is None:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str) and _components(a) and _components(b)):
+        return None
+    result = compare_dates(a, b)
+    return False if result is None else _TESTS[op](result)
+
+
 _MEMO: dict[tuple[Any, ...], bool] = {}
 _MEMO_LIMIT = 100_000
 
@@ -240,6 +272,11 @@ def holds(expression: str, focus: Any, resource: dict[str, Any]) -> bool:
 
     Results are remembered by what the expression can see (see _Plan), so the thousands of
     Tasks of a run pay FHIRPath's price only for the values that differ."""
+    form = _order_form(expression)
+    if form is not None:
+        fast = _order_fast(form, focus)
+        if fast is not None:
+            return fast
     plan = _plan(expression)
     typed = focus is resource
     if plan.head is not None and isinstance(focus, dict) and not any(_matches(k, frozenset({plan.head})) for k in focus):

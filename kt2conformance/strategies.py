@@ -18,19 +18,20 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+import random
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from kt2conformance import terminology
 from kt2conformance.constraints import derive_constraints
 from kt2conformance.model import Node, TypeRef, datatype_invariants, datatype_template
 from kt2conformance.oracle import Oracle
 from kt2conformance.profile import Profile
 
 Task = dict[str, Any]
-Draw = Callable[[st.SearchStrategy[Any]], Any]
+T = TypeVar("T")
 
 _WORDS = ["alpha", "beta", "gamma", "delta", "zorg", "taak", "module", "oefening", "dagboek", "vragenlijst"]
 _TZ = ["Z", "+01:00", "+02:00", "-05:00", "+05:30"]
@@ -61,8 +62,80 @@ class Prerequisites:
         return {r.split("/")[0]: r for r in refs}
 
 
-def _words() -> st.SearchStrategy[str]:
-    return st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3).map(" ".join)
+_EPOCH, _SPAN_S = dt.datetime(2020, 1, 1), 11 * 365 * 86400
+
+
+class Chooser:
+    """Every choice the generators make, behind one small interface with two makers:
+    `HypothesisChooser` (draws through Hypothesis, so failing examples shrink to small Tasks) and
+    `RandomChooser` (a seeded `random.Random`: the same Tasks for the same seed, thousands per
+    second, for `generate`, the suites' case lists and the benchmarks)."""
+
+    def choose(self, options: Sequence[T]) -> T:
+        raise NotImplementedError
+
+    def flip(self) -> bool:
+        raise NotImplementedError
+
+    def integer(self, lo: int, hi: int) -> int:
+        raise NotImplementedError
+
+    def uuid(self) -> str:
+        raise NotImplementedError
+
+    def moment(self) -> dt.datetime:
+        """A UTC instant between 2020 and 2030, to the millisecond."""
+        raise NotImplementedError
+
+    def words(self) -> str:
+        return " ".join(self.choose(_WORDS) for _ in range(self.integer(1, 3)))
+
+    def moments(self, n: int, unique: bool = False) -> list[dt.datetime]:
+        """`n` instants in order (strictly increasing when `unique`)."""
+        out = sorted(self.moment() for _ in range(n))
+        if unique:
+            out = [m + dt.timedelta(seconds=i) for i, m in enumerate(out)]
+        return out
+
+
+class HypothesisChooser(Chooser):
+    def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
+        self.draw = draw
+
+    def choose(self, options: Sequence[T]) -> T:
+        return self.draw(st.sampled_from(options))
+
+    def flip(self) -> bool:
+        return self.draw(st.booleans())
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.draw(st.integers(lo, hi))
+
+    def uuid(self) -> str:
+        return str(self.draw(st.uuids()))
+
+    def moment(self) -> dt.datetime:
+        return _EPOCH + dt.timedelta(milliseconds=self.draw(st.integers(0, _SPAN_S * 1000)))
+
+
+class RandomChooser(Chooser):
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def choose(self, options: Sequence[T]) -> T:
+        return options[self.rng.randrange(len(options))]
+
+    def flip(self) -> bool:
+        return self.rng.random() < 0.5
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+    def uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def moment(self) -> dt.datetime:
+        return _EPOCH + dt.timedelta(milliseconds=self.rng.randrange(_SPAN_S * 1000))
 
 
 def _render(moment: dt.datetime, tz: str, millis: bool) -> str:
@@ -70,11 +143,6 @@ def _render(moment: dt.datetime, tz: str, millis: bool) -> str:
     local = (moment + offset).replace(tzinfo=None)
     text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{local.microsecond // 1000:03d}" if millis else "")
     return text + tz
-
-
-def _moment() -> st.SearchStrategy[dt.datetime]:
-    return st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2030, 12, 31)).map(
-        lambda m: m.replace(microsecond=(m.microsecond // 1000) * 1000))
 
 
 class _Gen:
@@ -89,38 +157,38 @@ class _Gen:
 
     # -- primitives ---------------------------------------------------------------------------
 
-    def primitive(self, draw: Draw, code: str, node: Node, clock: list[dt.datetime]) -> Any:
+    def primitive(self, c: Chooser, code: str, node: Node, clock: list[dt.datetime]) -> Any:
         if node.fixed is not None:
             return node.fixed[1]
         if node.binding is not None:
             codes = self.oracle.expansion(node.binding[1])
             if codes:
-                return draw(st.sampled_from(sorted(c for _, c in codes)))
+                return c.choose(sorted(c for _, c in codes))
         if code in ("dateTime", "instant"):
-            moment = clock.pop(0) if clock else draw(_moment())
-            return _render(moment, draw(st.sampled_from(_TZ)), draw(st.booleans()))
+            moment = clock.pop(0) if clock else c.moment()
+            return _render(moment, c.choose(_TZ), c.flip())
         if code == "date":
-            return draw(_moment()).strftime("%Y-%m-%d")
+            return c.moment().strftime("%Y-%m-%d")
         if code == "boolean":
-            return draw(st.booleans())
+            return c.flip()
         if code in ("integer", "unsignedInt", "positiveInt"):
-            return draw(st.integers(1, 1000))
+            return c.integer(1, 1000)
         if code == "decimal":
-            return draw(st.integers(0, 10000)) / 100
+            return c.integer(0, 10000) / 100
         if code in ("uri", "url", "canonical"):
             target = sorted(t for tr in node.types for t in tr.target_types if t in self.refs)
             if code == "canonical" and target:
                 return f"http://example.org/fhir/{self.refs[target[0]]}"
-            return "http://example.org/fhir/" + draw(st.sampled_from(_WORDS))
+            return "http://example.org/fhir/" + c.choose(_WORDS)
         if code == "id":
-            return str(draw(st.uuids()))
+            return c.uuid()
         if code == "code":
-            return draw(st.sampled_from(_WORDS))
+            return c.choose(_WORDS)
         if code == "uuid":
-            return f"urn:uuid:{draw(st.uuids())}"
+            return f"urn:uuid:{c.uuid()}"
         if code == "xhtml":
-            return _XHTML.format(draw(_words()))
-        return draw(_words())
+            return _XHTML.format(c.words())
+        return c.words()
 
     # -- complex values -----------------------------------------------------------------------
 
@@ -130,31 +198,31 @@ class _Gen:
             return sorted(self.refs)
         return [t for t in sorted(tref.target_types) if t in self.refs]
 
-    def reference(self, draw: Draw, tref: TypeRef) -> dict[str, Any]:
+    def reference(self, c: Chooser, tref: TypeRef) -> dict[str, Any]:
         allowed = self.targets(tref)
         if not allowed:  # only for elements a fault adds (Task.encounter): no such prerequisite
-            return {"reference": f"{sorted(tref.target_types)[0]}/example-{draw(st.sampled_from(_WORDS))}"}
-        rtype = draw(st.sampled_from(allowed))
+            return {"reference": f"{sorted(tref.target_types)[0]}/example-{c.choose(_WORDS)}"}
+        rtype = c.choose(allowed)
         ref: dict[str, Any] = {"reference": self.refs[rtype]}
-        if draw(st.booleans()):
+        if c.flip():
             ref["type"] = rtype
         return ref
 
-    def complex(self, draw: Draw, node: Node, tref: TypeRef, clock: list[dt.datetime], full: bool, depth: int) -> dict[str, Any]:
+    def complex(self, c: Chooser, node: Node, tref: TypeRef, clock: list[dt.datetime], full: bool, depth: int) -> dict[str, Any]:
         if tref.code == "Reference":
-            return self.reference(draw, tref)
+            return self.reference(c, tref)
         if tref.code == "Extension":  # an extension no slice describes: any url, a simple value
-            return {"url": "http://example.org/fhir/StructureDefinition/" + draw(st.sampled_from(_WORDS)),
-                    "valueString": draw(_words())}
+            return {"url": "http://example.org/fhir/StructureDefinition/" + c.choose(_WORDS),
+                    "valueString": c.words()}
         children = node.children if (node.explicit_children or len(node.types) == 1) else datatype_template(tref.code)
-        out = self.fill(draw, children, clock, full and depth < 1, depth + 1, skip={"id", "extension", "modifierExtension"})
+        out = self.fill(c, children, clock, full and depth < 1, depth + 1, skip={"id", "extension", "modifierExtension"})
         if not any(k != "id" for k in out):
             # ele-1 wants a value or children: give every primitive part we can fill well
             # (an Identifier gets its system and value, a Period its start and end).
-            for c in children.values():
-                if c.types and c.types[0].primitive is not None and c.name != "id" and not c.forbidden \
-                        and not c.is_choice and self.can_fill(c):
-                    out[c.name] = self.primitive(draw, c.types[0].code, c, clock)
+            for part in children.values():
+                if part.types and part.types[0].primitive is not None and part.name != "id" and not part.forbidden \
+                        and not part.is_choice and self.can_fill(part):
+                    out[part.name] = self.primitive(c, part.types[0].code, part, clock)
         return out
 
     def can_fill(self, node: Node) -> bool:
@@ -162,12 +230,12 @@ class _Gen:
         up would be wrong to a server that can."""
         return not (node.binding and node.binding[0] == "required" and not self.oracle.expansion(node.binding[1]))
 
-    def value(self, draw: Draw, node: Node, tref: TypeRef, clock: list[dt.datetime], full: bool, depth: int) -> Any:
+    def value(self, c: Chooser, node: Node, tref: TypeRef, clock: list[dt.datetime], full: bool, depth: int) -> Any:
         if tref.primitive is not None:
-            return self.primitive(draw, tref.code, node, clock)
-        return self.complex(draw, node, tref, clock, full, depth)
+            return self.primitive(c, tref.code, node, clock)
+        return self.complex(c, node, tref, clock, full, depth)
 
-    def fill(self, draw: Draw, children: dict[str, Node], clock: list[dt.datetime], full: bool, depth: int,
+    def fill(self, c: Chooser, children: dict[str, Node], clock: list[dt.datetime], full: bool, depth: int,
              skip: set[str]) -> dict[str, Any]:
         """Values for the allowed children: required ones always, optional ones when `full`
         and drawn so, each with a type it allows."""
@@ -179,44 +247,44 @@ class _Gen:
                 continue
             if child.min == 0 and child.types[0].code == "Reference" and not self.targets(child.types[0]):
                 continue  # no prerequisite of a type it may refer to (partOf without a parent Task)
-            present = child.min > 0 or (full and draw(st.booleans()))
+            present = child.min > 0 or (full and c.flip())
             if not present:
                 continue
-            tref = draw(st.sampled_from(child.types)) if len(child.types) > 1 else child.types[0]
+            tref = c.choose(child.types) if len(child.types) > 1 else child.types[0]
             prop = child.name[:-3] + tref.code[0].upper() + tref.code[1:] if child.is_choice else child.name
             if child.is_array:
                 upper = 2 if child.max is None else min(child.max, 2)
-                n = draw(st.integers(max(child.min, 1), max(upper, 1)))
-                out[prop] = [self.value(draw, child, tref, clock, full, depth) for _ in range(n)]
+                n = c.integer(max(child.min, 1), max(upper, 1))
+                out[prop] = [self.value(c, child, tref, clock, full, depth) for _ in range(n)]
             else:
-                out[prop] = self.value(draw, child, tref, clock, full, depth)
+                out[prop] = self.value(c, child, tref, clock, full, depth)
         return out
 
-    def slice_instance(self, draw: Draw, sl: Node, clock: list[dt.datetime]) -> dict[str, Any]:
+    def slice_instance(self, c: Chooser, sl: Node, clock: list[dt.datetime]) -> dict[str, Any]:
         """One extension of a slice: its required parts, and a value (ext-1 wants a value or
         nested extensions, and the slice may make its value optional)."""
-        out = self.fill(draw, sl.children, clock, False, 1, skip={"id"})
+        out = self.fill(c, sl.children, clock, False, 1, skip={"id"})
         value = sl.children.get("value[x]")
         if value is not None and not value.forbidden and not any(k.startswith("value") for k in out):
             tref = value.types[0]
-            out["value" + tref.code[0].upper() + tref.code[1:]] = self.value(draw, value, tref, clock, False, 1)
+            out["value" + tref.code[0].upper() + tref.code[1:]] = self.value(c, value, tref, clock, False, 1)
         return out
 
     # -- whole Tasks --------------------------------------------------------------------------
 
-    def task(self, draw: Draw, full: bool) -> Task:
-        clock = sorted(draw(st.lists(_moment(), min_size=6, max_size=6)))
+    def task(self, c: Chooser, full: bool) -> Task:
+        clock = c.moments(6)
         task: Task = {"resourceType": self.profile.type, "meta": {"profile": [self.profile.url]}}
-        task.update(self.fill(draw, self.tree.children, clock, full, 0, skip=_NOT_GENERATED | {"extension"}))
+        task.update(self.fill(c, self.tree.children, clock, full, 0, skip=_NOT_GENERATED | {"extension"}))
         ext_node = self.tree.children.get("extension")
         if full and ext_node is not None:
             extensions = []
             for sl in ext_node.slices.values():
                 upper = 2 if sl.max is None else min(sl.max, 2)
-                for _ in range(draw(st.integers(sl.min, upper))):
-                    extensions.append(self.slice_instance(draw, sl, clock))
-            if draw(st.booleans()):
-                extensions.append(self.complex(draw, ext_node, ext_node.types[0], clock, False, 1))
+                for _ in range(c.integer(sl.min, upper)):
+                    extensions.append(self.slice_instance(c, sl, clock))
+            if c.flip():
+                extensions.append(self.complex(c, ext_node, ext_node.types[0], clock, False, 1))
             if extensions:
                 task["extension"] = extensions
         return self.server_rules(task)
@@ -240,18 +308,18 @@ def _oracle(profile: Profile) -> Oracle:
 def valid_tasks(profile: Profile, prereqs: Prerequisites = Prerequisites()) -> st.SearchStrategy[Task]:
     """Tasks that conform to the profile (and to the Koppeltaal server rules)."""
     gen = _Gen(profile, prereqs)
-    return st.composite(lambda draw: gen.task(draw, full=True))().filter(gen.oracle.is_valid)
+    return st.composite(lambda draw: gen.task(HypothesisChooser(draw), full=True))().filter(gen.oracle.is_valid)
 
 
 def minimal_tasks(profile: Profile, prereqs: Prerequisites = Prerequisites()) -> st.SearchStrategy[Task]:
     """Valid Tasks with only the required elements: the base the faults are added to."""
     gen = _Gen(profile, prereqs)
-    return st.composite(lambda draw: gen.task(draw, full=False))()
+    return st.composite(lambda draw: gen.task(HypothesisChooser(draw), full=False))()
 
 
 # -- faults --------------------------------------------------------------------------------------
 
-def _locate(gen: _Gen, draw: Draw, task: Task, element_id: str, clock: list[dt.datetime]) -> tuple[dict[str, Any], Node, list[dict[str, Any]]] | None:
+def _locate(gen: _Gen, c: Chooser, task: Task, element_id: str, clock: list[dt.datetime]) -> tuple[dict[str, Any], Node, list[dict[str, Any]]] | None:
     """Make the element `element_id` present in `task` (creating parents as needed) and return
     (the object holding it, its node, its instances). Slices are extension instances."""
     parts = element_id.split(".")[1:]
@@ -269,7 +337,7 @@ def _locate(gen: _Gen, draw: Draw, task: Task, element_id: str, clock: list[dt.d
                 return None
             existing = [e for e in holder.get(name, []) if isinstance(e, dict) and e.get("url") in child.slices and child.slices[e["url"]] is sl]
             if not existing:
-                inst = gen.slice_instance(draw, sl, clock)
+                inst = gen.slice_instance(c, sl, clock)
                 holder.setdefault(name, []).append(inst)
                 existing = [inst]
             node, instances = sl, existing
@@ -278,7 +346,7 @@ def _locate(gen: _Gen, draw: Draw, task: Task, element_id: str, clock: list[dt.d
         if name not in holder and not (child.is_choice and any(k.startswith(name[:-3]) for k in holder)):
             tref = child.types[0]
             prop = name[:-3] + tref.code[0].upper() + tref.code[1:] if child.is_choice else name
-            value = gen.value(draw, child, tref, clock, False, 1)
+            value = gen.value(c, child, tref, clock, False, 1)
             holder[prop] = [value] if child.is_array else value
         node = child
         if part == parts[-1]:
@@ -316,11 +384,11 @@ def _bad_primitive_path(code: str, seen: frozenset[str] = frozenset()) -> list[t
     return None
 
 
-def _break_invariant(key: str, draw: Draw, gen: _Gen, value: Any) -> Any:
+def _break_invariant(key: str, c: Chooser, gen: _Gen, value: Any) -> Any:
     """A value of the element with invariant `key` broken, or None when there is no recipe."""
     inv = key.split(":", 1)[1]
-    clock = sorted(draw(st.lists(_moment(), min_size=2, max_size=2, unique=True)))
-    later, earlier = _render(clock[1], draw(st.sampled_from(_TZ)), False), _render(clock[0], draw(st.sampled_from(_TZ)), False)
+    clock = c.moments(2, unique=True)
+    later, earlier = _render(clock[1], c.choose(_TZ), False), _render(clock[0], c.choose(_TZ), False)
     recipes: dict[str, Callable[[Any], Any]] = {
         "inv-1": lambda t: {**t, "authoredOn": later, "lastModified": earlier},
         "per-1": lambda v: {**v, "start": later, "end": earlier},
@@ -340,22 +408,22 @@ def _break_invariant(key: str, draw: Draw, gen: _Gen, value: Any) -> Any:
     return None if recipe is None else recipe(value)
 
 
-def _fault(gen: _Gen, key: str, draw: Draw, task: Task) -> Task | None:
+def _fault(gen: _Gen, key: str, c: Chooser, task: Task) -> Task | None:
     """Apply the one fault that breaks `key` to a minimal valid `task`; None if no recipe."""
     element_id, _, kind = key.partition("/")
     if element_id == "server":
-        return _server_fault(gen, kind, draw, task)
-    clock = sorted(draw(st.lists(_moment(), min_size=4, max_size=4)))
+        return _server_fault(gen, kind, c, task)
+    clock = c.moments(4)
     if element_id == gen.tree.id:  # the resource itself
         if kind == "type":
-            other = draw(st.sampled_from(["Patient", "ServiceRequest", None]))
+            other = c.choose(["Patient", "ServiceRequest", None])
             return {k: v for k, v in task.items() if k != "resourceType"} | ({"resourceType": other} if other else {})
         if kind == "unknown":
-            return {**task, draw(st.sampled_from(["priorityCode", "comment", "assignee"])): "x"}
+            return {**task, c.choose(["priorityCode", "comment", "assignee"]): "x"}
         if kind.startswith("constraint:"):
-            return _break_invariant(kind, draw, gen, task)
+            return _break_invariant(kind, c, gen, task)
         return None
-    located = _locate(gen, draw, task, element_id, clock)
+    located = _locate(gen, c, task, element_id, clock)
     if located is None:
         return None
     holder, node, instances = located
@@ -416,11 +484,11 @@ def _fault(gen: _Gen, key: str, draw: Draw, task: Task) -> Task | None:
         fixed = node.fixed[1] if node.fixed else None
         codes = gen.oracle.expansion(node.binding[1]) if node.binding else None
         options = sorted(c for _, c in codes if c != fixed) if codes else [w for w in _WORDS if w != fixed]
-        return put(draw(st.sampled_from(options)))
+        return put(c.choose(options))
     if kind == "pattern":
-        return put({"coding": [{"system": "http://example.org/other", "code": draw(st.sampled_from(_WORDS))}]}) if isinstance(first, dict) else put("other")
+        return put({"coding": [{"system": "http://example.org/other", "code": c.choose(_WORDS)}]}) if isinstance(first, dict) else put("other")
     if kind == "binding":
-        bogus = draw(st.sampled_from(["bogus", "not-in-valueset", "unknown-code"]))
+        bogus = c.choose(["bogus", "not-in-valueset", "unknown-code"])
         if tref.code == "code":
             return put(bogus)
         if tref.code == "Coding":
@@ -430,9 +498,9 @@ def _fault(gen: _Gen, key: str, draw: Draw, task: Task) -> Task | None:
         wrong = sorted(t for t in gen.refs if t not in tref.target_types)
         if not wrong:
             return None
-        rtype = draw(st.sampled_from(wrong))
+        rtype = c.choose(wrong)
         if tref.code == "canonical":
-            return put(f"http://example.org/fhir/{rtype}/{draw(st.sampled_from(_WORDS))}")
+            return put(f"http://example.org/fhir/{rtype}/{c.choose(_WORDS)}")
         return put({"reference": gen.refs[rtype]})
     if kind == "constraint:ele-1":
         if tref.primitive is not None:
@@ -450,7 +518,7 @@ def _fault(gen: _Gen, key: str, draw: Draw, task: Task) -> Task | None:
         inv = kind.split(":", 1)[1]
         path = _invariant_path(tref.code, inv)
         if path is None:  # declared on a part of the datatype (txt-1 on Narrative.div)
-            broken = _break_invariant(kind, draw, gen, first)
+            broken = _break_invariant(kind, c, gen, first)
             return None if broken is None else put(broken)
         target = dict(first)
         inner = target
@@ -459,7 +527,7 @@ def _fault(gen: _Gen, key: str, draw: Draw, task: Task) -> Task | None:
             parent, inner = inner, inner[name]
             if is_array:
                 parent[name] = [inner]
-        broken = _break_invariant(kind, draw, gen, inner)
+        broken = _break_invariant(kind, c, gen, inner)
         if broken is None:
             return None
         inner.clear()
@@ -485,14 +553,14 @@ def _invariant_path(code: str, inv: str, seen: frozenset[str] = frozenset()) -> 
     return None
 
 
-def _server_fault(gen: _Gen, rule: str, draw: Draw, task: Task) -> Task | None:
+def _server_fault(gen: _Gen, rule: str, c: Chooser, task: Task) -> Task | None:
     if rule == "meta.profile":
-        return {**task, "meta": draw(st.sampled_from([{}, {"profile": ["http://hl7.org/fhir/StructureDefinition/Task"]}]))} if True else None
+        return {**task, "meta": c.choose([{}, {"profile": ["http://hl7.org/fhir/StructureDefinition/Task"]}])} if True else None
     if rule == "subtask-partOf":
         task = {k: v for k, v in task.items() if k != "partOf"}
         return {**task, "code": {"coding": [{"system": "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code", "code": _SUBTASK_CODE}]}}
     if rule == "reference-integrity":
-        missing = f"Patient/missing-{draw(st.uuids())}"
+        missing = f"Patient/missing-{c.uuid()}"
         return {**task, "for": {"reference": missing}}
     return None  # content-type and json-syntax are protocol faults: not a Task body
 
@@ -519,36 +587,25 @@ def fault_strategy(profile: Profile, key: str, prereqs: Prerequisites = Prerequi
     gen = _Gen(profile, prereqs)
 
     @st.composite
-    def build(draw: Draw) -> Task | None:
-        return _fault(gen, key, draw, gen.task(draw, full=False))
+    def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> Task | None:
+        c = HypothesisChooser(draw)
+        return _fault(gen, key, c, gen.task(c, full=False))
 
     return build().filter(lambda t: _breaks_only(gen.oracle, key, t))
 
 
-class _Found(Exception):
-    """Ends a classification search at the first single-fault example."""
-
-
 def _search(gen: _Gen, key: str, attempts: int) -> set[str] | None:
-    """Try `attempts` generated faults for `key`; None when one breaks only `key`, else the other
+    """Try `attempts` seeded faults for `key`; None when one breaks only `key`, else the other
     keys the attempts broke (empty when no recipe applied)."""
     seen: set[str] = set()
-
-    @settings(max_examples=attempts, database=None, phases=[Phase.generate], derandomize=True,
-              suppress_health_check=list(HealthCheck), deadline=None)
-    @given(st.data())
-    def run(data: st.DataObject) -> None:
-        task = _fault(gen, key, data.draw, gen.task(data.draw, full=False))
+    for seed in range(attempts):
+        c = RandomChooser(random.Random(seed))
+        task = _fault(gen, key, c, gen.task(c, full=False))
         if task is None:
-            return
+            continue
         if _breaks_only(gen.oracle, key, task):
-            raise _Found
+            return None
         seen.update(_error_keys(gen.oracle, task) - {key})
-
-    try:
-        run()
-    except _Found:
-        return None
     return seen
 
 
@@ -558,25 +615,54 @@ def _classify(profile: Profile) -> tuple[tuple[str, ...], tuple[tuple[str, str],
     gen = _Gen(profile, _CLASSIFY_PREREQS)
     violable: list[str] = []
     reasons: list[tuple[str, str]] = []
-    for c in derive_constraints(profile, gen.tree):
-        if c.key in _PROTOCOL_ONLY:
-            reasons.append((c.key, _PROTOCOL_ONLY[c.key]))
-        elif c.severity != "error":
-            reasons.append((c.key, "a warning (SHOULD): breaking it does not make a Task invalid"))
+    for constraint in derive_constraints(profile, gen.tree):
+        if constraint.key in _PROTOCOL_ONLY:
+            reasons.append((constraint.key, _PROTOCOL_ONLY[constraint.key]))
+        elif constraint.severity != "error":
+            reasons.append((constraint.key, "a warning (SHOULD): breaking it does not make a Task invalid"))
         else:
-            others = _search(gen, c.key, 12)
+            others = _search(gen, constraint.key, 12)
             if others is None:
-                violable.append(c.key)
+                violable.append(constraint.key)
             elif others:
-                reasons.append((c.key, "breaking it always breaks " + ", ".join(sorted(others)) + " too"))
+                reasons.append((constraint.key, "breaking it always breaks " + ", ".join(sorted(others)) + " too"))
             else:
-                reasons.append((c.key, "no JSON fault breaks it (it is what identifies the element, or no recipe exists)"))
+                reasons.append((constraint.key, "no JSON fault breaks it (it is what identifies the element, or no recipe exists)"))
     return tuple(violable), tuple(reasons)
 
 
 def unviolable(profile: Profile) -> dict[str, str]:
     """Constraint keys no single JSON fault can break, with the reason."""
     return dict(_classify(profile)[1])
+
+
+_MAX_MISSES = 200
+
+
+def generate_valid(profile: Profile, prereqs: Prerequisites = Prerequisites(), seed: int = 0) -> Iterator[Task]:
+    """Valid Tasks without Hypothesis' engine: the same stream for the same seed."""
+    gen = _Gen(profile, prereqs)
+    c = RandomChooser(random.Random(seed))
+    while True:
+        task = gen.task(c, full=True)
+        if gen.oracle.is_valid(task):
+            yield task
+
+
+def generate_invalid(profile: Profile, key: str, prereqs: Prerequisites = Prerequisites(), seed: int = 0) -> Iterator[Task]:
+    """Tasks breaking exactly `key`, without Hypothesis' engine; ValueError for a key no fault
+    breaks alone (see `unviolable`)."""
+    gen = _Gen(profile, prereqs)
+    c = RandomChooser(random.Random(seed))
+    misses = 0
+    while misses < _MAX_MISSES:
+        task = _fault(gen, key, c, gen.task(c, full=False))
+        if _breaks_only(gen.oracle, key, task):
+            misses = 0
+            yield task
+        else:
+            misses += 1
+    raise ValueError(f"no single-fault Task for {key}")
 
 
 def invalid_tasks(profile: Profile, prereqs: Prerequisites = Prerequisites()) -> dict[str, st.SearchStrategy[Task]]:

@@ -270,3 +270,33 @@ def test_property_generator_reaches_both_outcomes(oracle: Oracle) -> None:
     assert mended(valueless_extension, EXT_1_VIOLATIONS) == [1]
     assert "Task.extension/constraint:ext-1" in {i.key for i in oracle.errors(valueless_extension)}
     assert mended(BASE, ELE_1_VIOLATIONS) == [0] and mended(BASE, EXT_1_VIOLATIONS) == [0]
+
+
+# -- the direct evaluation of the order form (inv-1, per-1) agrees with FHIRPath ----------------
+
+_DATES = st.one_of(
+    st.none(),
+    st.builds(lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(2022, 2023), st.integers(1, 2), st.integers(1, 3)),
+    st.builds(lambda y, m, d, h, tz, ms: f"{y:04d}-{m:02d}-{d:02d}T{h:02d}:30:00{ms}{tz}",
+              st.integers(2022, 2023), st.integers(1, 2), st.integers(1, 3), st.integers(0, 23),
+              st.sampled_from(["Z", "+01:00", "-05:00", "+14:00"]), st.sampled_from(["", ".000", ".5"])),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_DATES, _DATES, st.sampled_from([
+    "lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn",
+    "start.hasValue().not() or end.hasValue().not() or (start <= end)",
+]))
+def test_order_form_fast_path_agrees_with_fhirpath(a: str | None, b: str | None, expression: str) -> None:
+    """holds() answers inv-1/per-1 shapes without fhirpathpy; the answer must be FHIRPath's
+    (fhirpathpy with the mended ordering operators)."""
+    from kt2conformance.fhirpath import _evaluate, _order_fast, _order_form
+
+    form = _order_form(expression)
+    assert form is not None
+    left, _, right = form
+    focus = {k: v for k, v in ((left, a), (right, b)) if v is not None}
+    fast = _order_fast(form, focus)
+    assert fast is not None
+    assert fast == _evaluate(expression, focus, focus, False)
