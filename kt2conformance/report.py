@@ -125,7 +125,7 @@ def matrix_html(tallies: Tallies, descriptions: dict[str, str], skipped: dict[st
     rows = []
     valid = tallies.valid
     valid_status = OVER_STRICT if valid.failed else (ACCEPTED if valid.judged else UNTESTED)
-    rows.append((valid_status, "valid Tasks", "must be accepted and stored as sent",
+    rows.append((valid_status, "valid resources", "valid Tasks and the official examples: accepted and stored as sent",
                  valid.cases, valid.failed, ""))
     for key, tally in tallies.by_key.items():
         status = {True: ENFORCED, False: NOT_ENFORCED, None: UNTESTED}[tally.enforced]
@@ -143,7 +143,7 @@ def matrix_html(tallies: Tallies, descriptions: dict[str, str], skipped: dict[st
     return redact(
         '<div id="kt-constraint-matrix"><h2>Constraint matrix</h2>'
         f"<p>{counts[ENFORCED]} enforced, {counts[NOT_ENFORCED]} not enforced, "
-        f"{counts[UNTESTED]} untested; valid Tasks: {valid.cases - valid.failed} of "
+        f"{counts[UNTESTED]} untested; valid resources: {valid.cases - valid.failed} of "
         f"{valid.cases} accepted as sent.</p>"
         '<table style="border-collapse:collapse" border="1" cellpadding="3">'
         "<tr><th>status</th><th>constraint</th><th>description</th><th>cases</th>"

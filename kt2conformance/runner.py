@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"cannot create the reports folder {reports}: {exc.strerror}") from None
     _precheck(args)
     observer = _Observer()
-    code = pytest.main([str(paths.SUITES_DIR), "-q", "--tb=short", "-p", "no:cacheprovider",
+    code = pytest.main([str(paths.SUITES_DIR), "-q", "--tb=no", "-p", "no:cacheprovider",
                         *pytest_arguments(args), *extra], plugins=[observer])
     if observer.setup_error:
         raise UsageError(observer.setup_error)

@@ -1,0 +1,190 @@
+"""The main command end to end, as users run it: `python -m kt2conformance run` in a subprocess,
+against the embedded reference server and against broken servers (tests/faulty_targets.py: a
+proxy in front of the reference server). Real HTTP, no mocks. Example counts are kept small."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from faulty_targets import faulty_target
+from kt2conformance.server import ReferenceServer
+
+pytestmark = pytest.mark.server
+
+TYPES = ["Task", "Patient", "Practitioner", "CareTeam", "RelatedPerson", "ActivityDefinition",
+         "Device", "Organization"]
+SUMMARY_KEYS = ["tool", "target", "profile", "seed", "started", "duration_s", "totals", "cases",
+                "constraints"]
+CASE_KEYS = {"id", "expected", "constraint", "status", "verdict", "reason"}
+TOKEN = "e2e-secret-token-0123456789"
+
+
+def run(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`kt2conformance run ARGS --reports tmp/reports`, from tmp_path."""
+    return subprocess.run(
+        [sys.executable, "-m", "kt2conformance", "run", "--reports", str(tmp_path / "reports"),
+         *args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "KT2_TOKEN": ""})
+
+
+def summary(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "reports" / "summary.json").read_text())
+
+
+def cases_of(data: dict, key: str) -> list[dict]:
+    return [c for c in data["cases"] if c["constraint"] == key]
+
+
+def counts(base: str, token: str | None = None) -> dict[str, int]:
+    headers = {"Accept": "application/fhir+json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return {t: httpx.get(f"{base}/{t}", params={"_summary": "count"}, headers=headers)
+            .json()["total"] for t in TYPES}
+
+
+@pytest.fixture
+def untouched(reference_server: ReferenceServer) -> Iterator[str]:
+    """The shared reference server's base URL, checked to hold exactly what it held before."""
+    before = counts(reference_server.base_url)
+    yield reference_server.base_url
+    assert counts(reference_server.base_url) == before
+
+
+def test_default_run_conforms_and_writes_the_three_reports(tmp_path: Path) -> None:
+    result = run(tmp_path, "--examples", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    reports = tmp_path / "reports"
+    assert "report.html" in result.stdout.splitlines()[-1]
+    data = summary(tmp_path)
+    assert list(data) == SUMMARY_KEYS
+    assert data["tool"]["name"] == "kt2conformance" and data["tool"]["version"]
+    assert set(data["profile"]) == {"url", "version", "package"}
+    assert data["target"].startswith("http://127.0.0.1:") and data["seed"] == 0
+    totals = data["totals"]
+    assert totals["cases"] == len(data["cases"]) == totals["passed"] > 100
+    assert totals["failed"] == totals["errors"] == 0
+    assert all(set(c) == CASE_KEYS for c in data["cases"])
+    assert len({c["id"] for c in data["cases"]}) == len(data["cases"])
+    assert "Task.note/max#1" in {c["id"] for c in data["cases"]}
+    for key, tally in data["constraints"].items():
+        assert set(tally) == {"cases", "failed", "enforced"}
+        assert tally["enforced"] is (True if tally["cases"] else None), key
+    assert data["constraints"]["server/json-syntax"]["enforced"] is True
+    junit = ET.parse(reports / "junit.xml").getroot()
+    assert int(junit.find("testsuite").get("tests")) > 100
+    html = (reports / "report.html").read_text()
+    assert html.index("Constraint matrix") < html.index('id="results-table"')
+    assert "curl -sS" in html
+    assert not list(reports.glob(".cases-*"))
+
+
+def test_a_server_letting_note_through_is_caught(tmp_path: Path, untouched: str) -> None:
+    with faulty_target(untouched, "lets-note-through") as target:
+        result = run(tmp_path, "--target", target, "--examples", "2", "--",
+                     "-k", "note or valid_tasks or example")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    data = summary(tmp_path)
+    assert data["constraints"]["Task.note/max"] == {"cases": 2, "failed": 2, "enforced": False}
+    assert all(c["status"] == 201 and c["verdict"] == "fail" for c in cases_of(data, "Task.note/max"))
+    assert data["totals"]["failed"] == 2
+    assert "Task.note/max" in result.stdout.split("not enforced")[1]
+    assert "minimal failing example" in (tmp_path / "reports" / "report.html").read_text()
+
+
+def test_a_server_answering_500_to_bad_json_is_caught(tmp_path: Path, untouched: str) -> None:
+    with faulty_target(untouched, "500-on-bad-json") as target:
+        result = run(tmp_path, "--target", target, "--", "-k", "json-syntax")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    data = summary(tmp_path)
+    assert data["constraints"]["server/json-syntax"]["enforced"] is False
+    failed = cases_of(data, "server/json-syntax")
+    assert failed and all(c["status"] == 500 and "5xx" in c["reason"] for c in failed)
+
+
+def test_a_server_refusing_valid_tasks_is_caught(tmp_path: Path, untouched: str) -> None:
+    with faulty_target(untouched, "refuses-valid") as target:
+        result = run(tmp_path, "--target", target, "--examples", "3", "--",
+                     "-k", "valid_tasks or example or Task.note")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    data = summary(tmp_path)
+    valid = [c for c in data["cases"] if c["id"].startswith("valid#")]
+    assert len(valid) == 3 and all(c["verdict"] == "fail" and c["status"] == 422 for c in valid)
+    example = next(c for c in data["cases"] if c["id"] == "example/Task-example")
+    assert example["verdict"] == "fail"
+    assert data["constraints"]["Task.note/max"]["enforced"] is True  # refusing is right there
+    assert "over-strict" in result.stdout
+
+
+def test_strict_demands_the_documented_status(tmp_path: Path, untouched: str) -> None:
+    """The refuses-valid proxy answers 422 to every Task, also where 412 is documented."""
+    with faulty_target(untouched, "refuses-valid") as target:
+        result = run(tmp_path, "--target", target, "--strict", "--", "-k", "meta.profile")
+    assert result.returncode == 1
+    reasons = [c["reason"] for c in cases_of(summary(tmp_path), "server/meta.profile")]
+    assert reasons and all("not 412" in r for r in reasons)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_target_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run(tmp_path, "--target", f"http://127.0.0.1:{_closed_port()}/fhir", timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kt2conformance: error: cannot reach")
+
+
+def test_bad_counts_are_usage_errors(tmp_path: Path) -> None:
+    result = run(tmp_path, "--examples", "0", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "kt2conformance: error: --examples must be at least 1, not 0"
+
+
+def test_tokens_are_checked_and_never_reported(tmp_path: Path) -> None:
+    with ReferenceServer(token=TOKEN) as server:
+        wrong = run(tmp_path, "--target", server.base_url, "--token", "wrong-token-123456",
+                    timeout=60)
+        assert wrong.returncode == 2
+        assert len(wrong.stderr.splitlines()) == 1 and "401" in wrong.stderr
+        before = counts(server.base_url, TOKEN)
+        result = run(tmp_path, "--target", server.base_url, "--token", TOKEN, "--examples", "2",
+                     "--", "-k", "example or server_rule or Task.note")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        assert counts(server.base_url, TOKEN) == before
+    for report in (tmp_path / "reports").iterdir():
+        assert TOKEN not in report.read_text(), report.name
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_ctrl_c_still_cleans_up(tmp_path: Path, untouched: str) -> None:
+    before = counts(untouched)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kt2conformance", "run", "--target", untouched, "--examples", "40",
+         "--reports", str(tmp_path / "reports")], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while counts(untouched)["Patient"] == before["Patient"]:  # prerequisites are in place
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert (tmp_path / "reports" / "summary.json").is_file()
