@@ -32,7 +32,7 @@ from hypothesis.strategies import SearchStrategy
 from kt2conformance import __version__, paths
 from kt2conformance.auth import build_auth
 from kt2conformance.cases import ACCEPT, Case, draw, property_seed, shrink
-from kt2conformance.client import FHIR_JSON, FhirClient
+from kt2conformance.client import FhirClient
 from kt2conformance.constraints import Constraint, derive_constraints
 from kt2conformance.errors import UsageError
 from kt2conformance.oracle import Oracle
@@ -201,18 +201,19 @@ class Harness:
         return outcome
 
     def check_all(self, cases: list[Case]) -> list[Outcome]:
-        """Judge and record the cases, `--kt-concurrency` at a time, in order."""
+        """Judge the cases, `--kt-concurrency` at a time, and record them in order (so the
+        records of a run do not depend on the concurrency)."""
         with self._setup_errors_stop_the_run():
-            return list(self._pool.map(self.check, cases))
+            outcomes = list(self._pool.map(self._probe, cases))
+        for outcome in outcomes:
+            self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)
+        return outcomes
 
     def _probe(self, case: Case, exchange: Any = None) -> Outcome:
         assert self.client is not None and self.tracker is not None
         sent_now = exchange is None
-        if sent_now:
-            exchange = (self.client.create(case.body) if case.content_type == FHIR_JSON
-                        and isinstance(case.body, dict)
-                        else self.client.post_raw(case.resource_type, case.payload,
-                                                  case.content_type))
+        if sent_now:  # to the case's endpoint, whatever resourceType the body claims
+            exchange = self.client.post_raw(case.resource_type, case.payload, case.content_type)
         made = self.tracker.created(exchange) if sent_now else created_id(exchange)
         read_back = None
         try:

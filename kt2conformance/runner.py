@@ -123,7 +123,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"cannot create the reports folder {reports}: {exc.strerror}") from None
     _precheck(args)
     observer = _Observer()
+    # -W: this process imported kt2conformance before pytest could rewrite its asserts; the
+    # suites judge with verdicts, not asserts, so pytest's warning about it is noise here.
     code = pytest.main([str(paths.SUITES_DIR), "-q", "--tb=no", "-p", "no:cacheprovider",
+                        "-W", "ignore::pytest.PytestAssertRewriteWarning",
                         *pytest_arguments(args), *extra], plugins=[observer])
     if observer.setup_error:
         raise UsageError(observer.setup_error)

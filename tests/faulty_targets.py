@@ -6,7 +6,8 @@ Faults:
 - `lets-note-through`: a POSTed Task with `note` (forbidden by KT2Task) gets 201 without reaching
   the reference server, as if stored;
 - `500-on-bad-json`: a POST body that is not JSON gets a bare 500;
-- `refuses-valid`: every POSTed Task gets 422 with an OperationOutcome, valid or not.
+- `refuses-valid`: every POSTed Task gets 422 with an OperationOutcome, valid or not;
+- `forbids-tasks`: every POSTed Task gets 403, as for a client without the right role.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import httpx
 
-FAULTS = ("lets-note-through", "500-on-bad-json", "refuses-valid")
+FAULTS = ("lets-note-through", "500-on-bad-json", "refuses-valid", "forbids-tasks")
 _HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
                "content-encoding"}
 
@@ -77,10 +78,11 @@ class _Proxy(BaseHTTPRequestHandler):
             return 201, json.dumps(stored).encode(), {
                 "Content-Type": "application/fhir+json",
                 "Location": f"http://{self.headers.get('Host')}/fhir/Task/{task_id}/_history/1"}
-        if self.fault == "refuses-valid":
+        if self.fault in ("refuses-valid", "forbids-tasks"):
+            status, code = (422, "processing") if self.fault == "refuses-valid" else (403, "forbidden")
             outcome = {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "processing", "diagnostics": "refused (fault)"}]}
-            return 422, json.dumps(outcome).encode(), {"Content-Type": "application/fhir+json"}
+                {"severity": "error", "code": code, "diagnostics": f"{self.fault} (fault)"}]}
+            return status, json.dumps(outcome).encode(), {"Content-Type": "application/fhir+json"}
         return None
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle

@@ -151,6 +151,17 @@ def test_an_unreachable_target_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("kt2conformance: error: cannot reach")
 
 
+def test_refused_permission_stops_the_run_with_one_message(tmp_path: Path,
+                                                           untouched: str) -> None:
+    """Metadata answers, so the run starts; the first Task POST gets 403: a set-up error."""
+    with faulty_target(untouched, "forbids-tasks") as target:
+        result = run(tmp_path, "--target", target, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("kt2conformance: error: ")
+    assert "HTTP 403" in result.stderr.splitlines()[-1]
+    assert summary(tmp_path)["totals"]["cases"] == 0
+
+
 def test_bad_counts_are_usage_errors(tmp_path: Path) -> None:
     result = run(tmp_path, "--examples", "0", timeout=60)
     assert result.returncode == 2
