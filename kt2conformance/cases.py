@@ -27,8 +27,9 @@ SHRINK_BUDGET = 200
 
 @dataclass(frozen=True)
 class Case:
-    """One request with the answer it must get. `body` is a resource (dict) for almost every case;
-    the protocol cases send raw text (malformed JSON) or another content type."""
+    """One request with the answer it must get. `body` is the JSON sent (a resource for almost
+    every case, but a fault may make it any JSON value); `text`, when set, is sent instead, as
+    is: malformed JSON for the protocol suite."""
 
     id: str
     expected: str  # ACCEPT or REJECT
@@ -37,12 +38,12 @@ class Case:
     body: Any
     content_type: str = FHIR_JSON
     resource_type: str = "Task"
+    text: str | None = None
 
     @property
     def payload(self) -> bytes:
         """The bytes on the wire."""
-        text = self.body if isinstance(self.body, str) else json.dumps(self.body)
-        return text.encode("utf-8")
+        return (self.text if self.text is not None else json.dumps(self.body)).encode("utf-8")
 
 
 def property_seed(run_seed: int, name: str) -> int:

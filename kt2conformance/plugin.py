@@ -32,7 +32,7 @@ from hypothesis.strategies import SearchStrategy
 from kt2conformance import __version__, paths
 from kt2conformance.auth import build_auth
 from kt2conformance.cases import ACCEPT, Case, draw, property_seed, shrink
-from kt2conformance.client import FhirClient
+from kt2conformance.client import Exchange, FhirClient
 from kt2conformance.constraints import Constraint, derive_constraints
 from kt2conformance.errors import UsageError
 from kt2conformance.oracle import Oracle
@@ -193,10 +193,11 @@ class Harness:
 
     # -- cases -----------------------------------------------------------------------------------
 
-    def check(self, case: Case, exchange: Any = None) -> Outcome:
+    def check(self, case: Case, exchange: Exchange | None = None) -> Outcome:
         """Judge one case and record it. Without `exchange` the case is sent now (and what it
         creates is deleted right after); with one, that earlier answer (set-up's) is judged."""
-        outcome = self._probe(case, exchange)
+        with self._setup_errors_stop_the_run():
+            outcome = self._probe(case, exchange)
         self.log.write(case, outcome.exchange.status, outcome.verdict)
         return outcome
 
@@ -209,7 +210,7 @@ class Harness:
             self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)
         return outcomes
 
-    def _probe(self, case: Case, exchange: Any = None) -> Outcome:
+    def _probe(self, case: Case, exchange: Exchange | None = None) -> Outcome:
         assert self.client is not None and self.tracker is not None
         sent_now = exchange is None
         if sent_now:  # to the case's endpoint, whatever resourceType the body claims
@@ -224,13 +225,14 @@ class Harness:
         finally:
             if sent_now and made:
                 self.tracker.delete(made)
-        return Outcome(case, verdict, exchange, self._oracle_keys(case.body), read_back)
+        return Outcome(case, verdict, exchange, self._oracle_keys(case), read_back)
 
-    def _oracle_keys(self, body: Any) -> list[str]:
-        """What the local oracle finds wrong with the body (the constraint keys it breaks)."""
-        if isinstance(body, str):
+    def _oracle_keys(self, case: Case) -> list[str]:
+        """What the local oracle finds wrong with what was sent (the constraint keys it breaks)."""
+        body = case.body
+        if case.text is not None:
             try:
-                body = json.loads(body)
+                body = json.loads(case.text)
             except ValueError:
                 return ["not JSON"]
         return sorted({issue.key for issue in self.oracle.errors(body)})

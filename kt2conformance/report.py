@@ -165,7 +165,7 @@ def case_html(outcome: Outcome, title: str = "") -> str:
     """One case for report.html: the constraint, the verdict, the oracle's view of the body, what
     was sent and received, and a curl line that repeats the request (credentials redacted)."""
     case, exchange = outcome.case, outcome.exchange
-    body = (json.dumps(case.body, indent=2) if not isinstance(case.body, str) else case.body)
+    body = case.text if case.text is not None else json.dumps(case.body, indent=2)
     received = exchange.response_body or (exchange.error or "")
     if isinstance(exchange.json, dict):
         received = json.dumps(exchange.json, indent=2)

@@ -9,6 +9,7 @@ import pytest
 
 from kt2conformance.cases import REJECT, Case
 
+BASE_TASK = "http://hl7.org/fhir/StructureDefinition/Task"
 VIEW = {"coding": [{"system": "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code",
                     "code": "view", "display": "This task can be viewed"}]}
 
@@ -18,34 +19,33 @@ def _without(task, key):
 
 
 def requests(task):
-    """rule -> [(description, body, content type)]; bodies are the example Task, broken once."""
+    """rule -> [(description, keyword arguments of its Case)]: the example Task, broken once."""
     text = json.dumps(task)
     missing = f"missing-{uuid.UUID(int=0)}"
     return {
         "server/meta.profile": [
-            ("no meta at all", _without(task, "meta"), None),
+            ("no meta at all", {"body": _without(task, "meta")}),
             ("meta.profile names only the base Task",
-             {**task, "meta": {"profile": ["http://hl7.org/fhir/StructureDefinition/Task"]}},
-             None),
+             {"body": {**task, "meta": {"profile": [BASE_TASK]}}}),
         ],
         "server/content-type": [
-            ("a valid Task sent as text/plain", text, "text/plain"),
-            ("a valid Task sent as application/x-www-form-urlencoded", text,
-             "application/x-www-form-urlencoded"),
+            ("a valid Task sent as text/plain", {"body": task, "content_type": "text/plain"}),
+            ("a valid Task sent as a form",
+             {"body": task, "content_type": "application/x-www-form-urlencoded"}),
         ],
         "server/json-syntax": [
-            ("a Task cut off halfway", text[: len(text) // 2], None),
-            ("not JSON at all", "this is not JSON", None),
+            ("a Task cut off halfway", {"body": None, "text": text[: len(text) // 2]}),
+            ("not JSON at all", {"body": None, "text": "this is not JSON"}),
         ],
         "server/subtask-partOf": [
-            ("code view without partOf", {**_without(task, "partOf"), "code": VIEW}, None),
+            ("code view without partOf", {"body": {**_without(task, "partOf"), "code": VIEW}}),
         ],
         "server/reference-integrity": [
             ("for names a Patient that does not exist",
-             {**task, "for": {"reference": f"Patient/{missing}", "type": "Patient"}}, None),
+             {"body": {**task, "for": {"reference": f"Patient/{missing}", "type": "Patient"}}}),
             ("requester names a Practitioner that does not exist",
-             {**task, "requester": {"reference": f"Practitioner/{missing}",
-                                    "type": "Practitioner"}}, None),
+             {"body": {**task, "requester": {"reference": f"Practitioner/{missing}",
+                                             "type": "Practitioner"}}}),
         ],
     }
 
@@ -55,8 +55,7 @@ RULES = list(requests({}))
 
 @pytest.mark.parametrize("key", RULES, ids=RULES)
 def test_server_rule(kt, extras, key):
-    cases = [Case(f"{key}#{i}", REJECT, key, description, body,
-                  **({"content_type": content_type} if content_type else {}))
-             for i, (description, body, content_type)
+    cases = [Case(f"{key}#{i}", REJECT, key, description, **request)
+             for i, (description, request)
              in enumerate(requests(kt.created.example_task)[key], 1)]
     kt.expect(extras, kt.check_all(cases))
