@@ -53,10 +53,10 @@ def property_seed(run_seed: int, name: str) -> int:
 
 
 def _settings(count: int, phases: list[Phase]) -> settings:
-    # database=None: nothing is replayed from or written to .hypothesis/, so the seed alone
-    # decides the examples; deadline=None: the time a server takes is not the strategy's fault.
-    return settings(max_examples=count, database=None, deadline=None, phases=phases,
-                    suppress_health_check=list(HealthCheck))
+    # database=None and derandomize=False (whatever profile is loaded): the seed alone decides
+    # the examples; deadline=None: the time a server takes is not the strategy's fault.
+    return settings(max_examples=count, database=None, derandomize=False, deadline=None,
+                    phases=phases, suppress_health_check=list(HealthCheck))
 
 
 def draw(strategy: SearchStrategy[Any], count: int, property_seed_: int) -> list[Any]:

@@ -319,7 +319,7 @@ class Harness:
             "tool": {"name": "kt2conformance", "version": __version__},
             "target": self.target,
             "profile": {"url": self.profile.url, "version": self.profile.version,
-                        "package": self.profile.package},
+                        "package": self._package()},
             "seed": self.options.seed,
             "started": self._started.isoformat(timespec="seconds"),
             "duration_s": duration,
@@ -330,13 +330,19 @@ class Harness:
                         "totals": self._tallies.totals, "valid_refused": self._tallies.valid.failed,
                         "constraints": self._tallies.constraints()}
 
+    def _package(self) -> str | None:
+        """The profile's package as FHIR writes it, `name#version` (the profile's own version
+        says little: KT2Task 0.8.1 ships in koppeltaalv2.00 0.16.2)."""
+        name, version = self.profile.package, self.profile.package_version
+        return f"{name}#{version}" if name and version else name
+
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = "Koppeltaal 2.0 conformance report"
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str],
                                     postfix: list[str], session: pytest.Session) -> None:
         """The constraint matrix goes on top of the report."""
-        profile = f"{self.profile.url}|{self.profile.version}"
+        profile = f"{self.profile.url}|{self.profile.version} ({self._package()})"
         prefix.append(f"<p>target <code>{escape(str(self.target))}</code>, profile "
                       f"<code>{escape(profile)}</code>, seed {self.options.seed}"
                       f"{', strict' if self.options.strict else ''}</p>")
