@@ -16,6 +16,7 @@ from kt2conformance import paths
 from kt2conformance.auth import build_auth
 from kt2conformance.client import FhirClient
 from kt2conformance.errors import UsageError
+from kt2conformance.profile import load_profile
 
 # How many not-enforced constraints the closing summary names before pointing at the report.
 _SUMMARY_LINES = 15
@@ -103,8 +104,10 @@ class _Observer:
 
 
 def _precheck(args: argparse.Namespace) -> None:
-    """Fail fast, in one line, on what would otherwise stop the run inside pytest: bad auth
-    options, an unreachable target, refused credentials, a production-looking target."""
+    """Fail fast, in one line, on what would otherwise stop the run inside pytest: an unreadable
+    profile, bad auth options, an unreachable target, refused credentials, a production-looking
+    target."""
+    load_profile(args.profile)
     if args.target is None:
         return
     auth = build_auth(args.target, args.token, args.client_id, args.private_key, args.alg,

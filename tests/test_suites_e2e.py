@@ -162,10 +162,16 @@ def test_refused_permission_stops_the_run_with_one_message(tmp_path: Path,
     assert summary(tmp_path)["totals"]["cases"] == 0
 
 
-def test_bad_counts_are_usage_errors(tmp_path: Path) -> None:
-    result = run(tmp_path, "--examples", "0", timeout=60)
+@pytest.mark.parametrize("args, message", [
+    (["--examples", "0"], "--examples must be at least 1, not 0"),
+    (["--concurrency", "0"], "--concurrency must be at least 1, not 0"),
+    (["--profile", "/nonexistent/KT2Task.json"], "profile not found: /nonexistent/KT2Task.json"),
+])
+def test_bad_options_are_one_line_usage_errors(tmp_path: Path, args: list[str],
+                                               message: str) -> None:
+    result = run(tmp_path, *args, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == "kt2conformance: error: --examples must be at least 1, not 0"
+    assert result.stderr == f"kt2conformance: error: {message}\n"
 
 
 def test_tokens_are_checked_and_never_reported(tmp_path: Path) -> None:
