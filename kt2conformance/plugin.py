@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ from kt2conformance.profile import load_profile
 from kt2conformance.report import CaseLog, Outcome, Tallies, case_html, matrix_html, write_summary
 from kt2conformance.runner import check_counts, run_options
 from kt2conformance.strategies import Prerequisites, invalid_tasks, unviolable
-from kt2conformance.verdicts import FAIL, PASS, judge, judge_read_back
+from kt2conformance.verdicts import FAIL, PASS, judge, judge_read_back, outcome_elements
 
 HARNESS = pytest.StashKey["Harness"]()
 SETUP_ERROR = pytest.StashKey[str]()
@@ -139,6 +140,7 @@ class Harness:
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency)
         self._tallies = Tallies()
         self._leftovers: list[str] = []
+        self._refused_at: Counter[str] = Counter()
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ class Harness:
         creates is deleted right after); with one, that earlier answer (set-up's) is judged."""
         with self._setup_errors_stop_the_run():
             outcome = self._probe(case, exchange)
-        self.log.write(case, outcome.exchange.status, outcome.verdict)
+        self._record(outcome)
         return outcome
 
     def check_all(self, cases: list[Case]) -> list[Outcome]:
@@ -207,8 +209,15 @@ class Harness:
         with self._setup_errors_stop_the_run():
             outcomes = list(self._pool.map(self._probe, cases))
         for outcome in outcomes:
-            self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)
+            self._record(outcome)
         return outcomes
+
+    def _record(self, outcome: Outcome) -> None:
+        """Log the case; for a refused valid resource also count where the server's
+        OperationOutcome points, so the matrix can say what the target is over-strict about."""
+        self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)
+        if outcome.case.expected == ACCEPT and outcome.verdict.verdict == FAIL:
+            self._refused_at.update(outcome_elements(outcome.exchange.json))
 
     def _probe(self, case: Case, exchange: Exchange | None = None) -> Outcome:
         assert self.client is not None and self.tracker is not None
@@ -347,7 +356,7 @@ class Harness:
                       f"<code>{escape(profile)}</code>, seed {self.options.seed}"
                       f"{', strict' if self.options.strict else ''}</p>")
         descriptions = {key: c.description for key, c in self.constraints.items()}
-        prefix.append(matrix_html(self._tallies, descriptions, self.skipped))
+        prefix.append(matrix_html(self._tallies, descriptions, self.skipped, self._refused_at))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self._leftovers:

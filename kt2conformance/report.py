@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
@@ -119,14 +120,18 @@ def write_summary(path: Path, head: dict[str, Any], tallies: Tallies, log: CaseL
     partial.replace(path)  # a reader never sees half a summary
 
 
-def matrix_html(tallies: Tallies, descriptions: dict[str, str], skipped: dict[str, str]) -> str:
-    """The constraint matrix: one row per constraint with what the target did, the valid Tasks
-    first (over-strict when refused), the keys it does not enforce next."""
+def matrix_html(tallies: Tallies, descriptions: dict[str, str], skipped: dict[str, str],
+                refused_at: Counter[str]) -> str:
+    """The constraint matrix: one row per constraint with what the target did, the valid
+    resources first (over-strict when refused, with the elements the refusals pointed at), the
+    keys it does not enforce next."""
     rows = []
     valid = tallies.valid
     valid_status = OVER_STRICT if valid.failed else (ACCEPTED if valid.judged else UNTESTED)
-    rows.append((valid_status, "valid resources", "valid Tasks and the official examples: accepted and stored as sent",
-                 valid.cases, valid.failed, ""))
+    pointed = ", ".join(f"{element} ({n})" for element, n in refused_at.most_common(10))
+    rows.append((valid_status, "valid resources",
+                 "valid Tasks and the official examples: accepted and stored as sent",
+                 valid.cases, valid.failed, f"refusals point at {pointed}" if pointed else ""))
     for key, tally in tallies.by_key.items():
         status = {True: ENFORCED, False: NOT_ENFORCED, None: UNTESTED}[tally.enforced]
         note = skipped.get(key, "" if tally.cases else "no cases")

@@ -150,7 +150,7 @@ def _print_summary(outcome: dict[str, Any], reports: Path) -> None:
           f"({outcome['duration_s']:.1f} s)")
     refused = outcome["valid_refused"]
     if refused:
-        print(f"  over-strict: {refused} valid Task(s) refused")
+        print(f"  over-strict: {refused} valid resource(s) refused")
     loose = [(key, c) for key, c in outcome["constraints"].items() if c["enforced"] is False]
     if loose:
         print(f"  not enforced ({len(loose)}):")

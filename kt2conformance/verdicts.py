@@ -11,6 +11,7 @@ on. Pure functions of the case and the exchange, so the rules are easy to read i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ SERVER_MANAGED = frozenset({"id", "text"})
 SERVER_MANAGED_META = frozenset({"versionId", "lastUpdated", "source"})
 _MAX_DIAGNOSTIC = 200
 _MAX_DIFFERENCES = 3
+_INDEX = re.compile(r"\[\d+\]")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,19 @@ def outcome_errors(body: Any) -> list[str]:
             text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "error"
             texts.append(" ".join(str(text).split())[:_MAX_DIAGNOSTIC])
     return texts
+
+
+def outcome_elements(body: Any) -> list[str]:
+    """The elements the error issues of an OperationOutcome point at (expression, else location),
+    without list indexes: `Task.identifier[0].use` -> `Task.identifier.use`."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return []
+    found = []
+    for issue in body.get("issue") or []:
+        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+            paths = issue.get("expression") or issue.get("location") or []
+            found += [_INDEX.sub("", p) for p in paths[:1] if isinstance(p, str)]
+    return found
 
 
 def _said(exchange: Exchange) -> str:
