@@ -129,8 +129,9 @@ class Node:
 def _fhir_type(type_el: Json, element_path: str) -> str:
     code = type_el["code"]
     if code.startswith("http://hl7.org/fhirpath/System."):
-        # Resource.id is an `id` (R4 §2.1.1); other System.String elements say their FHIR type.
-        if element_path.count(".") == 1 and element_path.endswith(".id"):
+        # Resource.id is an `id` (R4 §2.1.1); Element.id (Extension.id…) is a string; other
+        # System.String elements say their FHIR type.
+        if element_path.count(".") == 1 and element_path.endswith(".id") and element_path[:-3] in RESOURCE_TYPES:
             return "id"
         ext = next((x.get("valueUrl") for x in type_el.get("extension", []) if x["url"] == _FHIR_TYPE_EXT), None)
         return ext or "string"
