@@ -1,5 +1,5 @@
-"""What the suites send: one `Case` per request, and the Hypothesis plumbing that turns a strategy
-into cases (reproducible draws) and a failing case into a minimal one (shrinking)."""
+"""What the suites send: one `Case` per request, and the Hypothesis plumbing that turns a failing
+case into a minimal one (shrinking)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import find as hypothesis_find
 from hypothesis.errors import Flaky, NoSuchExample
 from hypothesis.strategies import SearchStrategy
@@ -57,21 +57,6 @@ def _settings(count: int, phases: list[Phase]) -> settings:
     # the examples; deadline=None: the time a server takes is not the strategy's fault.
     return settings(max_examples=count, database=None, derandomize=False, deadline=None,
                     phases=phases, suppress_health_check=list(HealthCheck))
-
-
-def draw(strategy: SearchStrategy[Any], count: int, property_seed_: int) -> list[Any]:
-    """Up to `count` examples of the strategy, the same ones for the same seed (fewer when the
-    strategy has fewer distinct values). Drawn up front so they can be sent concurrently."""
-    found: list[Any] = []
-
-    @_settings(count, [Phase.generate])
-    @seed(property_seed_)
-    @given(strategy)
-    def collect(example: Any) -> None:
-        found.append(copy.deepcopy(example))
-
-    collect()
-    return found
 
 
 def shrink(strategy: SearchStrategy[Any], count: int, property_seed_: int,

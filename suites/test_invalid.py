@@ -5,6 +5,7 @@ skipped with the reason."""
 
 from kt2conformance.cases import REJECT
 from kt2conformance.plugin import HARNESS
+from kt2conformance.strategies import generate_invalid
 
 
 def pytest_generate_tests(metafunc):
@@ -23,4 +24,5 @@ def test_invalid_task_is_refused(kt, extras, key):
     strategy = kt.invalid_strategies.get(key)
     if strategy is None:
         kt.skip(key, "no generator breaks it alone")
-    kt.check_property(extras, key, strategy, REJECT, key, constraint.description)
+    kt.check_property(extras, key, strategy, lambda seed: generate_invalid(kt.profile, key, kt.prereqs, seed),
+                      REJECT, key, constraint.description)
