@@ -39,6 +39,9 @@ class Case:
     content_type: str = FHIR_JSON
     resource_type: str = "Task"
     text: str | None = None
+    # What the oracle says of `body`, when already known: the generators keep only Tasks the
+    # oracle judged valid, or breaking exactly their key, so that verdict is not computed twice.
+    oracle_keys: tuple[str, ...] | None = None
 
     @property
     def payload(self) -> bytes:
