@@ -3,8 +3,8 @@
 A Koppeltaal server refuses a Task whose references do not resolve, so before any Task is sent
 the official example resources in `fixtures/` are created on the target. The server assigns the
 ids (POST), so they are created in dependency order and each one's references are rewritten to
-what was already created; a reference nothing can satisfy (an Endpoint, a Device's origin) is
-dropped, with its extension. Last, the example Task is created as the parent for sub-Tasks.
+what was already created; a reference nothing can satisfy (a Device's origin) is dropped, with
+its extension. Last, the example Task is created as the parent for sub-Tasks.
 
 Every resource the run creates goes through the `Tracker`, which deletes it: Tasks right after
 their check, the prerequisites at the end of the run, also after failures and Ctrl-C.
@@ -28,8 +28,8 @@ from kt2conformance.verdicts import outcome_errors
 
 EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"
 # Creation order: every type only refers to types before it (or to nothing we can create).
-ORDER = ["Organization", "Patient", "Practitioner", "RelatedPerson", "CareTeam", "Device",
-         "ActivityDefinition"]
+ORDER = ["Endpoint", "Organization", "Patient", "Practitioner", "RelatedPerson", "CareTeam",
+         "Device", "ActivityDefinition"]
 # Prerequisites field for each type the Task generators refer to.
 FIELDS = {"Patient": "patient", "Practitioner": "practitioner", "CareTeam": "care_team",
           "RelatedPerson": "related_person", "ActivityDefinition": "activity_definition",

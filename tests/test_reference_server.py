@@ -109,10 +109,7 @@ def prerequisites(client: httpx.Client) -> None:
     device_origin["id"] = "ba33314a-795a-4777-bef8-e6611f6be645"
     del device_origin["extension"]
     resources = [
-        {"resourceType": "Endpoint", "id": "endpoint123", "status": "active",
-         "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
-                            "code": "hl7-fhir-rest"},
-         "payloadType": [{"text": "any"}], "address": "https://example.org/fhir"},
+        fixture("Endpoint-endpoint123"),
         fixture("Patient-patient-botje-minimaal"),
         fixture("Patient-patient-volledige-naam-bsn"),
         fixture("Practitioner-practitioner-minimaal"),
@@ -491,6 +488,8 @@ INVALID_TASKS: list[tuple[str, dict[str, Any], str]] = [
     ("for is a Practitioner by type", minimal_task(**{"for": {"type": "Practitioner", "reference": PRACTITIONER}}),
      "Task.for"),
     ("partOf is a Patient", minimal_task(partOf=[{"reference": PATIENT}]), "Task.partOf[0]"),
+    ("owner is a contained Device",
+     minimal_task(contained=[{"resourceType": "Device", "id": "d1"}], owner={"reference": "#d1"}), "Task.owner"),
     ("requester is a Patient", minimal_task(requester={"reference": PATIENT}), "Task.requester"),
     ("resource-origin points to a Patient",
      minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueReference": {"reference": PATIENT}}]),
@@ -514,6 +513,35 @@ INVALID_TASKS: list[tuple[str, dict[str, Any], str]] = [
     ("per-1: executionPeriod ends before it starts",
      minimal_task(executionPeriod={"start": "2024-01-02T10:00:00Z", "end": "2024-01-01T10:00:00Z"}),
      "Task.executionPeriod"),
+    ("ref-1: a local reference without that contained resource",
+     minimal_task(**{"for": {"reference": "#missing"}}), "Task.for"),
+    ("ref-1 in an extension's valueReference",
+     minimal_task(extension=[{"url": INSTANTIATES, "valueReference": {"reference": "#missing"}}]),
+     "Task.extension[0].valueReference"),
+    ("ref-1 in a nested Reference (identifier.assigner)",
+     minimal_task(identifier=[{"value": "1", "assigner": {"reference": "#missing"}}]), "Task.identifier[0].assigner"),
+    ("ref-1: '#' alone names nothing from the container itself",
+     minimal_task(owner={"reference": "#"}), "Task.owner"),
+    ("ref-1 inside a contained resource (its root is the Task)",
+     minimal_task(contained=[{"resourceType": "Patient", "id": "c1", "generalPractitioner": [{"reference": "#nope"}]}],
+                  **{"for": {"reference": "#c1"}}),
+     "Task.contained[0].generalPractitioner[0]"),
+    ("dom-3: a contained resource nothing refers to",
+     minimal_task(contained=[{"resourceType": "Patient", "id": "c1"}]), "Task.contained[0]"),
+    ("dom-3: a contained resource that only refers to another contained one",
+     minimal_task(contained=[{"resourceType": "Patient", "id": "c1", "generalPractitioner": [{"reference": "#c2"}]},
+                             {"resourceType": "Practitioner", "id": "c2"}]),
+     "Task.contained[0]"),
+    ("canonical naming a resource type that is not a targetProfile's",
+     minimal_task(instantiatesCanonical="http://example.org/fhir/Questionnaire/x"), "Task.instantiatesCanonical"),
+    ("versioned canonical naming the wrong type",
+     minimal_task(instantiatesCanonical="http://example.org/fhir/Questionnaire/x|1.0"), "Task.instantiatesCanonical"),
+    ("id of the wrong JSON type, even on a create", minimal_task(id=12345), "Task.id"),
+    ("id with invalid characters, even on a create", minimal_task(id="not an id!"), "Task.id"),
+    ("id longer than 64 characters", minimal_task(id="a" * 65), "Task.id"),
+    ("contained resource with an invalid id",
+     minimal_task(contained=[{"resourceType": "Patient", "id": "c 1"}], **{"for": {"reference": "#c 1"}}),
+     "Task.contained[0].id"),
 ]
 
 
@@ -552,6 +580,36 @@ def test_full_task_is_accepted(client: httpx.Client, prerequisites: None) -> Non
     )
     response = post_task(client, task)
     assert response.status_code == 201, response.text
+
+
+VALID_LOCAL_AND_CANONICAL: list[tuple[str, dict[str, Any]]] = [
+    ("a contained resource the Task refers to",
+     minimal_task(contained=[{"resourceType": "Patient", "id": "c1"}], **{"for": {"reference": "#c1"}})),
+    ("a contained resource that refers to its container with '#'",
+     minimal_task(contained=[{"resourceType": "Provenance", "id": "prov", "target": [{"reference": "#"}],
+                              "recorded": "2024-01-01T10:00:00Z",
+                              "agent": [{"who": {"reference": PRACTITIONER}}]}])),
+    ("a contained resource referred to by a canonical",
+     minimal_task(contained=[{"resourceType": "ActivityDefinition", "id": "ad", "status": "active"}],
+                  instantiatesCanonical="#ad")),
+    ("a Reference with an identifier and no literal reference (ref-1 does not apply)",
+     minimal_task(requester={"type": "Practitioner", "identifier": {"value": "x"}})),
+    ("a versioned canonical naming ActivityDefinition",
+     minimal_task(instantiatesCanonical="https://example.org/fhir/ActivityDefinition/a|1.0")),
+    ("a canonical naming no resource type", minimal_task(instantiatesCanonical="https://example.org/catalogue/6bea")),
+    ("a canonical that is a urn:uuid",
+     minimal_task(instantiatesCanonical="urn:uuid:6bea89a7-3b3d-48d0-963d-627d93d071c2")),
+    ("a valid client id on a create (ignored)", minimal_task(id="A-valid.id-64")),
+]
+
+
+@pytest.mark.parametrize("task", [t for _, t in VALID_LOCAL_AND_CANONICAL],
+                         ids=[name for name, _ in VALID_LOCAL_AND_CANONICAL])
+def test_valid_local_references_canonicals_and_ids_are_accepted(client: httpx.Client, prerequisites: None,
+                                                                task: dict[str, Any]) -> None:
+    response = post_task(client, task)
+    assert response.status_code == 201, response.text
+    assert response.json()["id"] != task.get("id")
 
 
 @pytest.mark.parametrize("owner", [PRACTITIONER, "CareTeam/careteam-minimaal", PATIENT,
@@ -658,6 +716,12 @@ DISAGREEMENTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("ele-1: Medplum accepts an empty object", minimal_task(executionPeriod={}), "accept", "reject"),
     ("dateTime: Medplum accepts a time without zone", minimal_task(authoredOn="2024-01-01T10:00:00"), "accept", "reject"),
     ("dateTime: Medplum accepts February 30", minimal_task(authoredOn="2024-02-30"), "accept", "reject"),
+    ("ref-1 is not evaluated by Medplum", minimal_task(**{"for": {"reference": "#missing"}}), "accept", "reject"),
+    ("dom-3 is skipped by Medplum", minimal_task(contained=[{"resourceType": "Patient", "id": "c1"}]),
+     "accept", "reject"),
+    ("a canonical's targetProfile is not checked by Medplum",
+     minimal_task(instantiatesCanonical="http://example.org/fhir/Questionnaire/x"), "accept", "reject"),
+    ("id syntax is not checked by Medplum", minimal_task(id="not an id!"), "accept", "reject"),
 ]
 
 

@@ -138,16 +138,17 @@ class App {
   /** POST (id undefined) or PUT: parse, apply the Koppeltaal rules in order, then store. */
   async write(req, type, id, base) {
     const resource = parseResource(await readBody(req), type);
-    if (id === undefined) {
-      delete resource.id; // HAPI assigns the id on create and ignores the client's
-    } else if (resource.id !== id) {
+    if (id !== undefined && resource.id !== id) {
       throw fail(400, 'invalid', resource.id === undefined
         ? 'The resource body must contain an id for an update'
         : `The id in the body (${resource.id}) does not match the URL (${id})`, `${type}.id`);
     }
     rules.requireTaskProfile(resource);
+    // The body is validated as sent, a create's id included (a number or `not an id!` is a 422),
+    // as HAPI's validating interceptor sees it before the create ignores that id.
     const issues = this.validator.validate(resource);
     if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) throw new FhirError(422, issues);
+    if (id === undefined) delete resource.id; // HAPI assigns the id on create and ignores the client's
     rules.requireSubtaskPartOf(resource);
     rules.requireResolvableReferences(resource, (target) => this.repository.exists(target));
 

@@ -7,16 +7,22 @@
  * with Medplum's own typed crawler:
  * - required bindings (membership of the bound ValueSet, see terminology.js);
  * - reference targets (the type of a reference must be one of the targetProfile types; Medplum
- *   does not check this at all), also inside extension values;
+ *   does not check this at all), also inside extension values and for `#id` references to
+ *   contained resources;
  * - extension definitions (value[x] type and cardinality, nested extensions) and the
  *   cardinality of extension slices (e.g. at most one resource-origin);
  * - date/dateTime/instant/time format against the R4 regexes plus calendar validity;
  * - Period per-1 and "a >= b" ordering invariants such as KT2Task inv-1, evaluated with
  *   FHIRPath date semantics (Medplum compares strings, see temporal.js);
- * - ele-1 for empty strings, objects and arrays (Medplum accepts "", {} and []).
+ * - ele-1 for empty strings, objects and arrays (Medplum accepts "", {} and []);
+ * - the target type of a canonical (the resource type its URL names, e.g. `…/Questionnaire/x`
+ *   where KT2ActivityDefinition is wanted);
+ * - the syntax of resource ids (Medplum only checks that an id is a string);
+ * - ref-1 and dom-3, the invariants about local `#id` references (see contained.js).
  */
 const core = require('@medplum/core');
 const { issue } = require('./outcome');
+const { localReferenceIssues } = require('./contained');
 const { parseTemporal, greaterOrEqual } = require('./temporal');
 
 const TEMPORAL = new Set(['date', 'dateTime', 'instant', 'time']);
@@ -44,14 +50,17 @@ class Validator {
     issues.push(...emptyElements(resource, resource.resourceType));
     const flagged = new Set(issues.flatMap((i) => i.expression ?? []));
     const schemas = profiles.length ? profiles.map((sd) => core.tryGetProfile(sd.url)) : [undefined];
-    for (const schema of schemas) {
+    const crawls = [...schemas.map((schema) => () => this.crawl(resource, schema, flagged)),
+      () => localReferenceIssues(resource)];
+    for (const crawl of crawls) {
       try {
-        issues.push(...this.crawl(resource, schema, flagged));
+        issues.push(...crawl());
       } catch (err) {
         // The crawler can trip over structures Medplum already rejected; otherwise it is a bug.
         if (!issues.length) issues.push(issue('processing', `validation failed: ${err.message}`));
       }
     }
+    issues.push(...this.idIssues(resource));
     for (const profile of profiles) issues.push(...extensionSliceIssues(resource, profile));
     for (const inv of ordering) issues.push(...orderingIssues(resource, inv));
     return dedupe(issues);
@@ -60,17 +69,18 @@ class Validator {
   /** Walks the resource with Medplum's typed crawler and checks each value's element. */
   crawl(resource, schema, flagged) {
     const issues = [];
+    const local = localTypes(resource);
     const visitor = {
       visitProperty: (_parent, key, _path, values, parentSchema) => {
         const element = elementOf(parentSchema, key);
-        for (const tv of values.flat()) issues.push(...this.checkValue(element, tv, flagged));
+        for (const tv of values.flat()) issues.push(...this.checkValue(element, tv, flagged, local));
       },
     };
     core.crawlTypedValue(core.toTypedValue(resource), visitor, { schema, skipMissingProperties: true });
     return issues;
   }
 
-  checkValue(element, tv, flagged) {
+  checkValue(element, tv, flagged, local) {
     const issues = [];
     const binding = element?.binding;
     if (binding?.strength === 'required' && binding.valueSet) {
@@ -78,9 +88,11 @@ class Validator {
       if (message) issues.push(issue('code-invalid', message, tv.path));
     }
     if (tv.type === 'Reference') {
-      issues.push(...this.targetIssues(referenceTargets(element), tv.value, tv.path));
+      issues.push(...this.targetIssues(referenceTargets(element), tv.value, tv.path, local));
+    } else if (tv.type === 'canonical' && typeof tv.value === 'string') {
+      issues.push(...this.canonicalIssues(canonicalTargets(element), tv.value, tv.path));
     } else if (tv.type === 'Extension') {
-      issues.push(...this.extensionIssues(tv.value, tv.path));
+      issues.push(...this.extensionIssues(tv.value, tv.path, local));
     } else if (tv.type === 'Period') {
       issues.push(...periodIssues(tv.value, tv.path));
     } else if (TEMPORAL.has(tv.type) && typeof tv.value === 'string' && !flagged.has(tv.path)) {
@@ -89,8 +101,11 @@ class Validator {
     return issues;
   }
 
-  /** The type of a reference (from `type` and from `Type/id` in `reference`) must be allowed. */
-  targetIssues(targetProfiles, reference, path) {
+  /**
+   * The type of a reference (from `type`, from `Type/id` in `reference`, or the contained
+   * resource a `#id` names; `local` maps '#id' to its type) must be allowed.
+   */
+  targetIssues(targetProfiles, reference, path, local = new Map()) {
     if (!targetProfiles.length || !reference) return [];
     const allowed = targetProfiles.map((url) => this.conformance.typeOfProfile(url));
     if (allowed.includes('Resource')) return [];
@@ -98,6 +113,7 @@ class Validator {
     if (typeof reference.type === 'string') found.add(reference.type);
     const literal = typeof reference.reference === 'string' && REFERENCE_TYPE.exec(reference.reference);
     if (literal && core.isResourceType(literal[1])) found.add(literal[1]);
+    if (local.has(reference.reference)) found.add(local.get(reference.reference));
     return [...found]
       .filter((type) => !allowed.includes(type))
       .map((type) => issue('structure',
@@ -105,8 +121,35 @@ class Validator {
         path));
   }
 
+  /**
+   * A canonical whose URL names a resource type (second-to-last path segment, as in
+   * `http://example.org/fhir/Questionnaire/x|1.0`) must name a targetProfile's type. URLs that
+   * name no type (urn:uuid:…, `#id`, …) cannot be judged without resolving them, so they pass.
+   */
+  canonicalIssues(targetProfiles, url, path) {
+    const segments = url.split('|')[0].replace(/\/+$/, '').split('/');
+    const named = segments[segments.length - 2];
+    if (!targetProfiles.length || !named || !core.isResourceType(named)) return [];
+    return this.targetIssues(targetProfiles, { type: named }, path);
+  }
+
+  /**
+   * Resource.id (of the resource and of contained ones) must be an R4 `id`, also on a create
+   * that then ignores it: HAPI validates the body as sent.
+   */
+  idIssues(resource) {
+    const regex = this.conformance.primitiveRegex.get('id');
+    const contained = Array.isArray(resource.contained) ? resource.contained : [];
+    const resources = [[resource, resource.resourceType],
+      ...contained.map((c, i) => [c, `${resource.resourceType}.contained[${i}]`])];
+    return resources
+      .filter(([r]) => typeof r?.id === 'string' && !regex.test(r.id))
+      .map(([r, path]) => issue('value',
+        `Invalid id '${r.id}': an id has 1 to 64 characters A-Z, a-z, 0-9, '-' and '.'`, `${path}.id`));
+  }
+
   /** Checks an extension whose definition is loaded: its value[x] and nested extensions. */
-  extensionIssues(extension, path) {
+  extensionIssues(extension, path, local) {
     const sd = this.conformance.extensions.get(extension?.url);
     if (!sd) return [];
     const issues = [];
@@ -125,7 +168,7 @@ class Validator {
         const allowed = (valueElement?.type ?? []).map((t) => t.code).join(', ');
         issues.push(issue('structure', `Extension ${sd.url} does not allow a value of type ${suffix}; allowed: ${allowed}`, `${path}.${key}`));
       } else if (suffix === 'Reference') {
-        issues.push(...this.targetIssues(type.targetProfile ?? [], extension[key], `${path}.${key}`));
+        issues.push(...this.targetIssues(type.targetProfile ?? [], extension[key], `${path}.${key}`, local));
       }
     }
     if (byId('Extension.extension')?.max === '0' && extension.extension?.length) {
@@ -153,6 +196,18 @@ function elementOf(schema, key) {
 
 function referenceTargets(element) {
   return (element?.type ?? []).filter((t) => t.code === 'Reference').flatMap((t) => t.targetProfile ?? []);
+}
+
+/** '#id' -> resourceType of each contained resource, to type local references. */
+function localTypes(resource) {
+  const contained = Array.isArray(resource.contained) ? resource.contained : [];
+  return new Map(contained
+    .filter((c) => typeof c?.id === 'string' && typeof c.resourceType === 'string')
+    .map((c) => [`#${c.id}`, c.resourceType]));
+}
+
+function canonicalTargets(element) {
+  return (element?.type ?? []).filter((t) => t.code === 'canonical').flatMap((t) => t.targetProfile ?? []);
 }
 
 /** Medplum's verdict for one profile (or the base), minus the ordering invariants redone here. */
