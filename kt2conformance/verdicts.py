@@ -6,7 +6,11 @@ on. Pure functions of the case and the exchange, so the rules are easy to read i
 - an invalid request must be refused with a 4xx; a 5xx is a server defect; `--strict` also wants
   the documented status (422 for profile violations) and an OperationOutcome with an error issue;
 - 401/403 and a target that stops accepting connections are not findings about the Task but a
-  set-up problem: `SetupError` stops the run (exit 2) instead of failing every case after it.
+  set-up problem: `SetupError` stops the run (exit 2) instead of failing every case after it;
+- an answer that says nothing about the Task is an error, not a finding: none at all (timeout,
+  dropped connection), still throttled or unavailable (429/503) after the retries, or a 2xx
+  without a Location whose body is unusable (HTML, empty, cut off: a gateway's page, not proof
+  that the server stored, or let through, anything).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kt2conformance.cases import ACCEPT, Case
-from kt2conformance.client import Exchange
+from kt2conformance.client import RETRY_STATUSES, Exchange
 from kt2conformance.errors import UsageError
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
@@ -97,6 +101,9 @@ def judge(case: Case, exchange: Exchange, strict: bool) -> Verdict:
         raise SetupError(f"{exchange.method} {exchange.url} answered HTTP {status}: the "
                          f"credentials are refused or lack permission (check --token or "
                          f"--client-id/--private-key and the client's role on the target)")
+    if exchange.error and (status in RETRY_STATUSES or (
+            200 <= status < 300 and not exchange.response_headers.get("location"))):
+        return Verdict(ERROR, f"unusable answer (HTTP {status}): {exchange.error}")
     if case.expected == ACCEPT:
         return _judge_accept(exchange)
     return _judge_reject(case, exchange, strict)

@@ -20,9 +20,12 @@ import threading
 import time
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
@@ -133,12 +136,15 @@ class _SmartHandler(_Handler):
         if problem:
             with fake.lock:
                 fake.rejections.append(problem)
+            if fake.echo_errors:  # a careless server quotes what it got back
+                problem += f" (received {form.get('client_assertion')})"
             self.send(401, {"error": "invalid_client", "error_description": problem},
                       content_type="application/json")
             return
         token = secrets.token_urlsafe(24)
+        honoured = fake.token_lifetime if fake.honoured_lifetime is None else fake.honoured_lifetime
         with fake.lock:
-            fake.issued[token] = time.time() + fake.token_lifetime
+            fake.issued[token] = time.time() + honoured
         self.send(200, {"access_token": token, "token_type": "bearer",
                         "expires_in": fake.token_lifetime, "scope": "system/*.*"},
                   content_type="application/json")
@@ -152,11 +158,17 @@ class SmartServer(LoopbackServer):
 
     handler = _SmartHandler
 
-    def __init__(self, token_lifetime: int = 300) -> None:
+    def __init__(self, token_lifetime: int = 300, honoured_lifetime: float | None = None,
+                 echo_errors: bool = False) -> None:
+        """`token_lifetime` is the `expires_in` announced; `honoured_lifetime` (default: the
+        same) is how long a token really works, shorter to make tokens die before the client
+        expects; `echo_errors` quotes the received assertion back in refusals."""
         super().__init__()
         self.fhir_base = f"{self.url}/fhir"
         self.token_url = f"{self.url}/auth/token"
         self.token_lifetime = token_lifetime
+        self.honoured_lifetime = honoured_lifetime
+        self.echo_errors = echo_errors
         self.clients: dict[str, list[RSAKey | ECKey]] = {}
         self.lock = threading.Lock()
         self.issued: dict[str, float] = {}
@@ -210,6 +222,18 @@ class SmartServer(LoopbackServer):
                 return "jti missing or reused"
             self.seen_jtis.add(claims["jti"])
         return None
+
+    def accepts(self, token: str) -> bool:
+        """Whether `token` was issued here, is not revoked and has not expired: what a resource
+        server in front of this authorization server checks."""
+        with self.lock:
+            expiry = self.issued.get(token)
+            return expiry is not None and time.time() < expiry and token not in self.revoked
+
+    def assertions(self) -> list[str]:
+        """Every client assertion received, accepted or not."""
+        with self.lock:
+            return [f.get("client_assertion", "") for f in self.forms]
 
     def assertion_headers(self) -> list[dict]:
         """The JOSE headers of all client assertions received."""
@@ -367,3 +391,30 @@ def build_tgz(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -
             info.linkname = target
             tar.addfile(info)
     return out.getvalue()
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def write_private_key(path: Path, kind: str) -> Path:
+    """A freshly generated private key in PKCS#8 PEM at `path`: `rsa` (2048 bit) or `ec384`
+    (P-384). Generated per test run, so no private key is ever committed."""
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if kind == "rsa":
+        key = rsa.generate_private_key(65537, 2048)
+    elif kind == "ec384":
+        key = ec.generate_private_key(ec.SECP384R1())
+    else:
+        raise ValueError(f"unknown key kind {kind}")
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path
+
+
+def public_jwk(pem_path: Path) -> dict:
+    """The public half of the PEM private key at `pem_path`, as a JWK (what a client registers
+    with a Koppeltaal authorization server)."""
+    pem = pem_path.read_bytes()
+    is_ec = isinstance(serialization.load_pem_private_key(pem, None), ec.EllipticCurvePrivateKey)
+    return (ECKey if is_ec else RSAKey).import_key(pem).as_dict(private=False)
