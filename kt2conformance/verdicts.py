@@ -22,6 +22,7 @@ from typing import Any
 from kt2conformance.cases import ACCEPT, Case
 from kt2conformance.client import RETRY_STATUSES, Exchange
 from kt2conformance.errors import UsageError
+from kt2conformance.paths import KT2TASK_URL
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
 
@@ -124,6 +125,19 @@ def _judge_accept(exchange: Exchange) -> Verdict:
     return Verdict(FAIL, f"unexpected HTTP {status} on a create")
 
 
+def _strict_status(body: Any) -> int:
+    """The documented status for a profile violation, in the order the production server checks:
+    a body that is not a Task at all is a bad request (400), a Task whose fault took away its
+    KT2Task claim fails the claim check first (412), any other violation is 422."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Task":
+        return STRICT_STATUS["server/json-syntax"]
+    meta = body.get("meta")
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
+    if not isinstance(profiles, list) or KT2TASK_URL not in profiles:
+        return STRICT_STATUS["server/meta.profile"]
+    return PROFILE_VIOLATION_STATUS
+
+
 def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Verdict:
     status = exchange.status
     assert status is not None
@@ -136,7 +150,7 @@ def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Verdict:
     if not 400 <= status < 500:
         return Verdict(FAIL, f"neither accepted nor refused: HTTP {status}")
     if strict:
-        wanted = STRICT_STATUS.get(what, PROFILE_VIOLATION_STATUS)
+        wanted = STRICT_STATUS.get(what) or _strict_status(case.body)
         if status != wanted:
             return Verdict(FAIL, f"--strict: refused with HTTP {status}, not {wanted}"
                                  f"{_said(exchange)}")

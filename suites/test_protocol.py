@@ -55,7 +55,8 @@ RULES = list(requests({}))
 
 @pytest.mark.parametrize("key", RULES, ids=RULES)
 def test_server_rule(kt, extras, key):
-    cases = [Case(f"{key}#{i}", REJECT, key, description, **request)
+    # ids apart from the generated cases of the same rule (`key#1`…) in the invalid suite
+    cases = [Case(f"{key}#example-{i}", REJECT, key, description, **request)
              for i, (description, request)
              in enumerate(requests(kt.created.example_task)[key], 1)]
     kt.expect(extras, kt.check_all(cases))
