@@ -21,7 +21,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from kt2conformance.errors import UsageError
-from kt2conformance.redact import register_secret
+from kt2conformance.redact import redact, register_secret
 
 SUPPORTED_ALGS = ("RS512", "RS384", "ES384")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -188,8 +188,10 @@ class SmartBackendAuth(httpx.Auth):
                 detail = str(body["error"])
                 if body.get("error_description"):
                     detail += f": {body['error_description']}"
+                # redacted before it is cut short: a server may quote the assertion back
                 raise AuthError(f"token endpoint refused the client assertion "
-                                f"({_one_line(detail)}): check --client-id and --private-key")
+                                f"({_one_line(redact(detail))}): check --client-id and "
+                                f"--private-key")
             raise AuthError(f"token endpoint {url} answered HTTP {response.status_code}")
         token = body.get("access_token")
         if not isinstance(token, str) or not token:

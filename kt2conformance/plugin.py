@@ -40,6 +40,7 @@ from kt2conformance.errors import UsageError
 from kt2conformance.oracle import Oracle
 from kt2conformance.prerequisites import Created, Tracker, create_all, created_id
 from kt2conformance.profile import load_profile
+from kt2conformance.redact import redact
 from kt2conformance.report import CaseLog, Outcome, Tallies, case_html, matrix_html, write_summary
 from kt2conformance.runner import check_counts, run_options
 from kt2conformance.strategies import Prerequisites, invalid_tasks, unviolable
@@ -314,8 +315,10 @@ class Harness:
             lines.append(f"... and {len(bad) - 5} more")
         if minimal is not None:
             lines.append(f"minimal failing example: {json.dumps(minimal.case.body)}")
-        pytest.fail(f"{len(bad)} of {len(outcomes)} cases did not pass\n" + "\n".join(lines),
-                    pytrace=False)
+        # the message goes into junit.xml and report.html as is: a reason may quote what the
+        # server said, and a careless server quotes the credentials back
+        pytest.fail(redact(f"{len(bad)} of {len(outcomes)} cases did not pass\n"
+                           + "\n".join(lines)), pytrace=False)
 
     # -- the end ---------------------------------------------------------------------------------
 
