@@ -7,28 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from kt2conformance.constraints import derive_constraints
-from kt2conformance.errors import UsageError
+from kt2conformance.errors import UsageError, read_json_file
 from kt2conformance.oracle import Oracle
 from kt2conformance.profile import load_profile
 
 
-def read_task_file(path: Path) -> Any:
-    """A Task file's JSON; unusable input (missing, unreadable, not JSON) is a UsageError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc.__class__.__name__}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
-
-
 def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
     oracle = Oracle(load_profile(profile))
-    tasks = [(f, read_task_file(Path(f))) for f in files]  # all inputs usable before any verdict
+    tasks = [(f, read_json_file(Path(f))) for f in files]  # all inputs usable before any verdict
     results = []
     for name, task in tasks:
         issues = oracle.validate(task)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kt2conformance import paths
-from kt2conformance.errors import UsageError
+from kt2conformance.errors import UsageError, read_json_file
 
 Json = dict[str, Any]
 
@@ -62,16 +62,7 @@ class Profile:
 
 
 def _read_json(path: Path) -> Json:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"profile not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read profile {path}: {exc.__class__.__name__}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"profile {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    data = read_json_file(path, "profile")
     if not isinstance(data, dict):
         raise UsageError(f"profile {path} is not a FHIR resource (JSON object expected)")
     return data
