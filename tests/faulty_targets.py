@@ -285,7 +285,7 @@ class HostileTarget(ForwardingProxy):
         self.slow_seconds = slow_seconds
         self.task_posts = 0
         self.misbehaved = 0
-        self.huge_sent = 0
+        self.huge_sent: list[int] = []  # huge: bytes written per request until the client hung up
         self.retry_gaps: list[float] = []  # throttle: seconds between a 429 and its retry
         self._seen: dict[bytes, float] = {}
 
@@ -323,11 +323,13 @@ class HostileTarget(ForwardingProxy):
         handler.close_connection = True
         chunk = b'{"resourceType": "Bundle", "entry": [' + b"{}, " * 16000
         sent = 0
-        while sent < HUGE_BODY_BYTES and not self.stopping.is_set():
-            handler.wfile.write(chunk)
-            sent += len(chunk)
+        try:
+            while sent < HUGE_BODY_BYTES and not self.stopping.is_set():
+                handler.wfile.write(chunk)
+                sent += len(chunk)
+        finally:
             with self.lock:
-                self.huge_sent += len(chunk)
+                self.huge_sent.append(sent)
 
     def _drop(self, handler: _ForwardingHandler, request: Incoming) -> None:
         handler.close_connection = True  # the handler returns without answering: connection closes
