@@ -54,6 +54,8 @@ SETUP_EXIT = 2  # the contract's exit code for set-up errors, also under plain p
 VALID_EXAMPLES = 25
 INVALID_EXAMPLES = 5
 # Rules broken by the request rather than the Task body: the protocol suite covers them.
+# Passing cases a test shows in full in report.html (failures are always shown).
+DETAILED_PASSES = 3
 PROTOCOL_KEYS = frozenset({"server/content-type", "server/json-syntax"})
 
 
@@ -300,11 +302,21 @@ class Harness:
 
     def expect(self, extras: list[Any], outcomes: list[Outcome],
                minimal: Outcome | None = None) -> None:
-        """Show the cases in the report and fail the test when any of them did not pass."""
+        """Show the cases in the report and fail the test when any of them did not pass.
+
+        The report details every case that did not pass, but only the first few that did
+        (DETAILED_PASSES a test): pytest-html holds every detail in memory until the end, and a
+        nightly run sends tens of thousands of cases. summary.json lists them all."""
         from pytest_html import extras as html_extras
 
+        passed = [o for o in outcomes if o.verdict.verdict == PASS]
         for outcome in outcomes:
-            extras.append(html_extras.html(case_html(outcome)))
+            if outcome.verdict.verdict != PASS or outcome in passed[:DETAILED_PASSES]:
+                extras.append(html_extras.html(case_html(outcome)))
+        if len(passed) > DETAILED_PASSES:
+            extras.append(html_extras.html(
+                f"<p>{len(passed) - DETAILED_PASSES} more passing cases, not shown: "
+                f"see summary.json.</p>"))
         if minimal is not None:
             extras.append(html_extras.html(case_html(minimal, "minimal failing example")))
         bad = [o for o in outcomes if o.verdict.verdict != PASS]
