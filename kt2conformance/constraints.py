@@ -56,6 +56,14 @@ def _nested_invariants(code: str, seen: set[str]) -> list[tuple[str, str, str]]:
     return found
 
 
+def required_parts(node: Node) -> list[str]:
+    """The required parts of a datatype element (Narrative: status, div; Extension: url): a
+    missing one is reported on the element, as `<element>/min`."""
+    if node.forbidden or node.explicit_children or len(node.types) != 1 or node.types[0].primitive is not None:
+        return []
+    return [c.name for c in node.children.values() if c.min > 0]
+
+
 def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
     out: list[Constraint] = []
     label = node.id
@@ -67,8 +75,12 @@ def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
         add("type", f"the resource must be a JSON object with resourceType {node.id}")
         add("unknown", "only elements defined for the resource may appear")
     else:
-        if node.min > 0:
-            add("min", f"{label} is required (min {node.min})")
+        parts = required_parts(node)
+        if node.min > 0 or parts:
+            needs = [f"{label} is required (min {node.min})"] if node.min > 0 else []
+            if parts:
+                needs.append(f"{label} needs its {', '.join(parts)} ({node.types[0].code})")
+            add("min", "; ".join(needs))
         narrowed = node.max is not None and (node.base_max is None or node.max < node.base_max)
         if node.forbidden or narrowed:
             add("max", f"{label} is not allowed" if node.forbidden else f"{label} may occur at most {node.max} time(s)")

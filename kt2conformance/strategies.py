@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from kt2conformance.constraints import derive_constraints
+from kt2conformance.constraints import derive_constraints, required_parts
 from kt2conformance.model import Node, TypeRef, datatype_invariants, datatype_template
 from kt2conformance.oracle import Oracle
 from kt2conformance.profile import Profile
@@ -442,6 +442,15 @@ def _fault(gen: _Gen, key: str, c: Chooser, task: Task) -> Task | None:
     if kind == "min":
         if node.slice_name is not None:
             return None
+        if node.min == 0 and prop is not None:  # a required part of the datatype goes missing
+            value = holder[prop]
+            first = value[0] if isinstance(value, list) else value
+            parts = [p for p in required_parts(node) if isinstance(first, dict) and p in first]
+            if not parts:
+                return None
+            lacking = {k: v for k, v in first.items() if k != c.choose(parts)}
+            holder[prop] = [lacking] + value[1:] if isinstance(value, list) else lacking
+            return task
         holder.pop(prop, None)
         return task
     if kind == "max":
