@@ -42,7 +42,7 @@ from kt2conformance.prerequisites import Created, Tracker, create_all, created_i
 from kt2conformance.profile import load_profile
 from kt2conformance.redact import redact
 from kt2conformance.report import CaseLog, Outcome, Tallies, case_html, matrix_html, write_summary
-from kt2conformance.runner import check_counts, run_options
+from kt2conformance.runner import check_counts, client_timeout, run_options
 from kt2conformance.strategies import Prerequisites, invalid_tasks, unviolable
 from kt2conformance.verdicts import FAIL, PASS, judge, judge_read_back, outcome_elements
 
@@ -89,7 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     options = argparse.Namespace(**{name.replace("-", "_"): config.getoption(_dest(name))
                                     for name, _ in run_options()})
     try:
-        check_counts(options.examples, options.concurrency)
+        check_counts(options.examples, options.concurrency, options.timeout, options.rate)
         harness = Harness(config, options)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -162,7 +162,8 @@ class Harness:
                 self.target = self._server.base_url
             auth = build_auth(self.target, o.token, o.client_id, o.private_key, o.alg,
                               o.token_url, o.kid)
-            self.client = FhirClient(self.target, auth=auth, allow_production=o.allow_production)
+            self.client = FhirClient(self.target, auth=auth, allow_production=o.allow_production,
+                                     timeout=client_timeout(o.timeout), rate=o.rate)
             self.client.check_reachable()
             self.tracker = Tracker(self.client, keep=o.keep)
             self.created = create_all(self.client, self.tracker)

@@ -57,6 +57,10 @@ def run_options() -> list[tuple[str, dict[str, Any]]]:
                   "help": "keep the resources the run created on the target"}),
         ("concurrency", {"type": int, "default": 1, "metavar": "N",
                          "help": "requests in flight at once (default 1)"}),
+        ("timeout", {"type": float, "default": 30.0, "metavar": "S",
+                     "help": "seconds to wait for an answer before a case is an error (default 30)"}),
+        ("rate", {"type": float, "default": None, "metavar": "N",
+                  "help": "at most N requests a second to the target (default: no limit)"}),
         ("allow-production", {"action": "store_true", "default": False,
                               "help": "run even against a target that looks like production"}),
     ]
@@ -68,12 +72,21 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", **kwargs)
 
 
-def check_counts(examples: int | None, concurrency: int) -> None:
+def client_timeout(read: float) -> tuple[float, float]:
+    """(connect, read) timeouts for `--timeout`: connecting never waits longer than 5 s."""
+    return min(5.0, read), read
+
+
+def check_counts(examples: int | None, concurrency: int, timeout: float, rate: float | None) -> None:
     """Counts that make no sense end the run before it starts."""
     if examples is not None and examples < 1:
         raise UsageError(f"--examples must be at least 1, not {examples}")
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
+    if timeout <= 0:
+        raise UsageError(f"--timeout must be more than 0 seconds, not {timeout}")
+    if rate is not None and rate <= 0:
+        raise UsageError(f"--rate must be more than 0 requests a second, not {rate}")
 
 
 def pytest_arguments(args: argparse.Namespace) -> list[str]:
@@ -113,12 +126,12 @@ def _precheck(args: argparse.Namespace) -> None:
     auth = build_auth(args.target, args.token, args.client_id, args.private_key, args.alg,
                       args.token_url, args.kid)
     with FhirClient(args.target, auth=auth, allow_production=args.allow_production,
-                    max_retries=1) as client:
+                    max_retries=1, timeout=client_timeout(args.timeout)) as client:
         client.check_reachable()
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    check_counts(args.examples, args.concurrency)
+    check_counts(args.examples, args.concurrency, args.timeout, args.rate)
     reports = Path(args.reports)
     try:
         reports.mkdir(parents=True, exist_ok=True)

@@ -165,8 +165,10 @@ def judge_read_back(sent: dict[str, Any], exchange: Exchange) -> Verdict:
     if exchange.status in (401, 403):
         raise SetupError(f"GET {exchange.url} answered HTTP {exchange.status}: the credentials "
                          f"may create but not read")
+    if exchange.status is None:  # timeout, dropped: nothing known about what was stored
+        return Verdict(ERROR, f"accepted, but the read-back got no answer: {exchange.error}")
     if exchange.status != 200 or not isinstance(exchange.json, dict):
-        answer = f"HTTP {exchange.status}" if exchange.status else "no answer"
+        answer = f"HTTP {exchange.status}"
         detail = f": {exchange.error}" if exchange.error else _said(exchange)
         return Verdict(FAIL, f"accepted, but reading it back failed ({answer}{detail})")
     differences = stored_differences(sent, exchange.json)
