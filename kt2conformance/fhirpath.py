@@ -283,6 +283,9 @@ def holds(expression: str, focus: Any, resource: dict[str, Any]) -> bool:
         key: tuple[Any, ...] = (expression, typed, "absent")
         focus = {"resourceType": focus["resourceType"]} if typed and "resourceType" in focus else {}
         resource = focus if typed else resource
+    elif not isinstance(focus, (dict, list)) and not plan.uses_resource and "%context" not in expression:
+        # a primitive focus (Narrative.div for txt-1): its value is all the expression can see
+        key = (expression, typed, json.dumps(focus))
     elif plan.names is not None:
         key = (expression, typed, _projection(focus, plan.names),
                _projection(resource, plan.names) if plan.uses_resource else None)
