@@ -19,6 +19,8 @@ from fhirpathpy.models import models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tasks import MINIMAL
+
 from kt2conformance import fhirpath
 from kt2conformance.oracle import Oracle
 from kt2conformance.profile import datatype_definition, load_profile
@@ -26,18 +28,8 @@ from kt2conformance.profile import datatype_definition, load_profile
 R4 = models["r4"]
 INV_1 = "lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"
 
-BASE: dict[str, Any] = {
-    "resourceType": "Task",
-    "identifier": [{"system": "http://example.org/ids", "value": "t-1"}],
-    "status": "requested",
-    "intent": "order",
-    "for": {"reference": "Patient/p1"},
-    "owner": {"reference": "Practitioner/pr1"},
-}
-
-
 def dated(authored: str, modified: str) -> dict[str, Any]:
-    return {**copy.deepcopy(BASE), "authoredOn": authored, "lastModified": modified}
+    return {**copy.deepcopy(MINIMAL), "authoredOn": authored, "lastModified": modified}
 
 
 def raw(resource: dict[str, Any], expression: str) -> list[Any]:
@@ -56,13 +48,13 @@ def mended(resource: dict[str, Any], expression: str) -> list[Any]:
 def test_library_gap_has_no_hasValue() -> None:
     """LIBRARY GAP: ele-1 and per-1 call hasValue(), which fhirpathpy doesn't implement."""
     with pytest.raises(Exception, match="Not implemented: hasValue"):
-        raw(BASE, "status.hasValue()")
+        raw(MINIMAL, "status.hasValue()")
 
 
 def test_library_gap_has_no_htmlChecks() -> None:
     """LIBRARY GAP: txt-1/txt-2 are `htmlChecks()`, not in fhirpathpy."""
     with pytest.raises(Exception, match="Not implemented: htmlChecks"):
-        raw({**BASE, "text": {"status": "generated", "div": "<div/>"}}, "text.`div`.htmlChecks()")
+        raw({**MINIMAL, "text": {"status": "generated", "div": "<div/>"}}, "text.`div`.htmlChecks()")
 
 
 def test_library_gap_ignores_time_zones() -> None:
@@ -87,7 +79,7 @@ def test_library_gap_date_against_datetime_is_not_empty() -> None:
 def test_library_gap_as_on_a_collection_raises() -> None:
     """LIBRARY GAP: R4's dom-3 applies `as(canonical)` to descendants(); fhirpathpy raises where
     the HL7 engines filter. The harness compiles `as(` as `ofType(`."""
-    task = {**BASE, "instantiatesCanonical": "http://example.org/ActivityDefinition/ad-1"}
+    task = {**MINIMAL, "instantiatesCanonical": "http://example.org/ActivityDefinition/ad-1"}
     with pytest.raises(ValueError, match="singleton"):
         raw(task, "descendants().as(canonical)")
     assert mended(task, "descendants().as(canonical)") == ["http://example.org/ActivityDefinition/ad-1"]
@@ -99,9 +91,9 @@ def test_published_ref1_is_empty_without_a_reference() -> None:
     expression = next(c["expression"] for c in datatype_definition("Reference")["snapshot"]["element"][0]["constraint"]
                       if c["key"] == "ref-1")
     ref = {"identifier": {"system": "http://example.org/ids", "value": "x"}}
-    assert fhirpathpy.evaluate(ref, expression, {"rootResource": BASE}, options={"traceFn": lambda *a: None}) == []
-    assert fhirpath.holds(expression, ref, BASE)
-    assert not fhirpath.holds(expression, {"reference": "#missing"}, BASE)
+    assert fhirpathpy.evaluate(ref, expression, {"rootResource": MINIMAL}, options={"traceFn": lambda *a: None}) == []
+    assert fhirpath.holds(expression, ref, MINIMAL)
+    assert not fhirpath.holds(expression, {"reference": "#missing"}, MINIMAL)
 
 
 # -- the mends -----------------------------------------------------------------------------------
@@ -154,19 +146,19 @@ def test_both_sides_of_equal_instants_hold() -> None:
 
 
 def test_non_date_operands_keep_fhirpathpy_semantics() -> None:
-    assert mended(BASE, "2 < 10") == [True]
-    assert mended(BASE, "'b' > 'a'") == [True]
-    assert mended(BASE, "identifier.value < 'u'") == [True]
+    assert mended(MINIMAL, "2 < 10") == [True]
+    assert mended(MINIMAL, "'b' > 'a'") == [True]
+    assert mended(MINIMAL, "identifier.value < 'u'") == [True]
 
 
 @pytest.mark.parametrize(
     ("resource", "expression", "expected"),
     [
-        (BASE, "status.hasValue()", [True]),
-        ({**BASE, "status": None, "_status": {"extension": [{"url": "http://x", "valueCode": "unknown"}]}},
+        (MINIMAL, "status.hasValue()", [True]),
+        ({**MINIMAL, "status": None, "_status": {"extension": [{"url": "http://x", "valueCode": "unknown"}]}},
          "status.hasValue()", [False]),
-        (BASE, "identifier.hasValue()", [False]),  # complex: no primitive value
-        ({**BASE, "executionPeriod": {"start": "2023-02-01", "end": "2023-01-01"}},
+        (MINIMAL, "identifier.hasValue()", [False]),  # complex: no primitive value
+        ({**MINIMAL, "executionPeriod": {"start": "2023-02-01", "end": "2023-01-01"}},
          "executionPeriod.all(start.hasValue().not() or end.hasValue().not() or (start <= end))", [False]),
     ],
     ids=["primitive", "extension-only-primitive", "complex", "per-1"],
@@ -254,7 +246,7 @@ FRAGMENTS = _optional(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(FRAGMENTS)
 def test_structural_invariants_agree_with_fhirpath(oracle: Oracle, fragments: dict[str, Any]) -> None:
-    task = {**copy.deepcopy(BASE), **fragments}
+    task = {**copy.deepcopy(MINIMAL), **fragments}
     keys = [i.key for i in oracle.errors(task)]
     assert mended(task, ELE_1_VIOLATIONS) == [sum(k.endswith("/constraint:ele-1") for k in keys)]
     assert mended(task, EXT_1_VIOLATIONS) == [sum(k.endswith("/constraint:ext-1") for k in keys)]
@@ -263,13 +255,13 @@ def test_structural_invariants_agree_with_fhirpath(oracle: Oracle, fragments: di
 def test_property_generator_reaches_both_outcomes(oracle: Oracle) -> None:
     """The property above would pass vacuously if the two sides never disagreed because nothing
     violated; these hand-picked draws of the same shapes show both verdicts occur."""
-    empty_identifier = {**BASE, "identifier": [{"id": "a"}]}
-    valueless_extension = {**BASE, "extension": [{"url": "http://example.org/e1"}]}
+    empty_identifier = {**MINIMAL, "identifier": [{"id": "a"}]}
+    valueless_extension = {**MINIMAL, "extension": [{"url": "http://example.org/e1"}]}
     assert mended(empty_identifier, ELE_1_VIOLATIONS) == [1]
     assert "Task.identifier/constraint:ele-1" in {i.key for i in oracle.errors(empty_identifier)}
     assert mended(valueless_extension, EXT_1_VIOLATIONS) == [1]
     assert "Task.extension/constraint:ext-1" in {i.key for i in oracle.errors(valueless_extension)}
-    assert mended(BASE, ELE_1_VIOLATIONS) == [0] and mended(BASE, EXT_1_VIOLATIONS) == [0]
+    assert mended(MINIMAL, ELE_1_VIOLATIONS) == [0] and mended(MINIMAL, EXT_1_VIOLATIONS) == [0]
 
 
 # -- the direct evaluation of the order form (inv-1, per-1) agrees with FHIRPath ----------------

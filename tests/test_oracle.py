@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tasks import MINIMAL
+
 from kt2conformance import paths
 from kt2conformance.oracle import Oracle
 from kt2conformance.profile import load_profile
@@ -25,16 +27,6 @@ RESOURCE_ORIGIN = "http://koppeltaal.nl/fhir/StructureDefinition/resource-origin
 INSTANTIATES = "http://vzvz.nl/fhir/StructureDefinition/instantiates"
 KT_TASK_CODE = "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code"
 XHTML_DIV = '<div xmlns="http://www.w3.org/1999/xhtml">Vragenlijst invullen</div>'
-
-MINIMAL: Task = {
-    "resourceType": "Task",
-    "identifier": [{"system": "http://example.org/task-ids", "value": "t-1"}],
-    "status": "requested",
-    "intent": "order",
-    "for": {"reference": "Patient/patient-1"},
-    "owner": {"reference": "Practitioner/practitioner-1"},
-}
-
 
 @pytest.fixture(scope="session")
 def oracle() -> Oracle:
