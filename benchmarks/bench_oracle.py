@@ -92,10 +92,11 @@ def rate(oracle: Oracle, tasks: list[Task], seconds: float) -> float:
 def generated_tasks(count: int) -> list[Task]:
     """Distinct generated valid Tasks: every value differs, so no cache sees the same value
     twice by accident (the fixed Tasks above repeat on every loop)."""
-    from kt2conformance.sampling import sample
-    from kt2conformance.strategies import Prerequisites, valid_tasks
+    from itertools import islice
 
-    return sample(valid_tasks(load_profile(), Prerequisites(task="Task/parent-1")), count, seed=1)
+    from kt2conformance.strategies import Prerequisites, generate_valid
+
+    return list(islice(generate_valid(load_profile(), Prerequisites(task="Task/parent-1"), seed=1), count))
 
 
 def main() -> None:
