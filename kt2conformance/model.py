@@ -71,7 +71,6 @@ class Node:
     explicit_children: dict[str, Node] | None = None
     slices: dict[str, Node] = field(default_factory=dict)  # extension url -> slice node
     slice_name: str | None = None
-    profile_ref: Profile | None = field(default=None, repr=False)
 
     @property
     def is_choice(self) -> bool:
@@ -189,7 +188,6 @@ def _node(profile: Profile | None, el: Json, node_id: str, owns_key: bool) -> No
                     for c in el.get("constraint", []) if c.get("expression")],
         short=el.get("short", ""),
         slice_name=el.get("sliceName"),
-        profile_ref=profile,
     )
 
 

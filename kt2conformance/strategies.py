@@ -374,15 +374,15 @@ _BAD_FORMAT = {
 _WRONG_TYPE = {"boolean": "true", "integer": "1", "positiveInt": "1", "unsignedInt": "1", "decimal": "1.5"}
 
 
-def _bad_primitive_path(code: str, seen: frozenset[str] = frozenset()) -> list[tuple[str, str]] | None:
-    """A path of (property, type) from a complex type down to a primitive with a bad-format
-    value (Identifier -> [("system", "uri")])."""
+def _bad_primitive_part(code: str) -> tuple[str, str] | None:
+    """(property, type) of a primitive part of complex type `code` that `_BAD_FORMAT` can spoil
+    (Identifier -> ("system", "uri"))."""
     for child in datatype_template(code).values():
         if child.name in ("id", "extension") or child.is_choice or not child.types:
             continue
         t = child.types[0].code
         if child.types[0].primitive is not None and t in _BAD_FORMAT:
-            return [(child.name, t)]
+            return child.name, t
     return None
 
 
@@ -454,12 +454,11 @@ def _fault(gen: _Gen, key: str, c: Chooser, task: Task) -> Task | None:
         holder.pop(prop, None)
         return task
     if kind == "max":
-        if node.slice_name is not None:
-            container = holder  # the first instance of the slice; add copies next to it
-            siblings = task if element_id.count(".") == 1 else None
-            if siblings is None:
-                return None
-            siblings["extension"] = siblings["extension"] + [dict(container) for _ in range((node.max or 0) + 1 - len(instances))]
+        if node.slice_name is not None:  # copies of its first instance, next to it
+            if element_id.count(".") != 1:
+                return None  # a slice below the resource's own extensions: no recipe
+            name = element_id.split(".")[1].split(":")[0]
+            task[name] = task[name] + [dict(holder) for _ in range((node.max or 0) + 1 - len(instances))]
             return task
         if node.forbidden:
             return task  # _locate already made it present
@@ -484,10 +483,10 @@ def _fault(gen: _Gen, key: str, c: Chooser, task: Task) -> Task | None:
     if kind == "format":
         if tref.primitive is not None:
             return put(_BAD_FORMAT.get(tref.code, "")) if tref.code in _BAD_FORMAT else None
-        path = _bad_primitive_path(tref.code)
-        if not path or not isinstance(first, dict):
+        part = _bad_primitive_part(tref.code)
+        if part is None or not isinstance(first, dict):
             return None
-        name, code = path[0]
+        name, code = part
         return put({**first, name: _BAD_FORMAT[code]})
     if kind == "unknown":
         return put({**first, "unknownElement": "x"}) if isinstance(first, dict) else None
@@ -566,7 +565,7 @@ def _invariant_path(code: str, inv: str, seen: frozenset[str] = frozenset()) -> 
 
 def _server_fault(gen: _Gen, rule: str, c: Chooser, task: Task) -> Task | None:
     if rule == "meta.profile":
-        return {**task, "meta": c.choose([{}, {"profile": ["http://hl7.org/fhir/StructureDefinition/Task"]}])} if True else None
+        return {**task, "meta": c.choose([{}, {"profile": ["http://hl7.org/fhir/StructureDefinition/Task"]}])}
     if rule == "subtask-partOf":
         task = {k: v for k, v in task.items() if k != "partOf"}
         return {**task, "code": {"coding": [{"system": "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code", "code": _SUBTASK_CODE}]}}
