@@ -23,7 +23,7 @@ from typing import Any
 from kt2conformance.client import Exchange, FhirClient
 from kt2conformance.errors import UsageError
 from kt2conformance.paths import FIXTURES_DIR
-from kt2conformance.strategies import Prerequisites
+from kt2conformance.generation import Prerequisites
 from kt2conformance.verdicts import outcome_errors
 
 EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"

@@ -37,7 +37,7 @@ INVALID = strategies.invalid_tasks(PROFILE, PREREQS)
 # "ci"), which keeps this file well under a minute and still shows a key's recipe holds.
 PER_KEY = max(5, settings().max_examples // 25)
 VIEW = "view"
-# Allowed elements the generator leaves out on purpose (see strategies._NOT_GENERATED: values
+# Allowed elements the generator leaves out on purpose (see generation._NOT_GENERATED: values
 # depend on the server or on unbundled value sets); meta is always there, set apart.
 NOT_GENERATED = {"id", "text", "contained", "modifierExtension", "implicitRules", "language"}
 _LITERAL = re.compile(r"^([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}$")
