@@ -99,8 +99,11 @@ def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
             add("targetProfile", f"{label} must refer to {' or '.join(targets)}")
         if any(t.primitive is not None or t.code not in ("Resource", "BackboneElement") for t in node.types):
             add("format", f"primitive values in {label} must have a valid FHIR R4 lexical form")
-        if node.children and all(t.primitive is None for t in node.types):
+        primitive = any(t.primitive is not None for t in node.types)
+        if node.children and not primitive:
             add("unknown", f"only elements defined for {label} may appear")
+        elif primitive and not node.attribute:
+            add("unknown", f"only id and extension may appear in the _{node.name} of {label}")
     seen = set()
     for inv in node.invariants:
         seen.add(inv.key)
@@ -111,6 +114,9 @@ def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
                 if key not in seen:
                     seen.add(key)
                     add(f"constraint:{key}", f"{human} ({key})", severity)
+    if not is_root and not node.attribute and "ext-1" not in seen and node.types \
+            and all(t.code != "Resource" for t in node.types):  # contained resources: not walked
+        add("constraint:ext-1", f"extensions on {label} have either a value or nested extensions, not both (ext-1)")
     return out
 
 

@@ -178,6 +178,11 @@ def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task) -> Task | 
         return None
     value = holder[prop]
     first = value[0] if isinstance(value, list) and value else value
+    def companion(part: dict[str, Any]) -> Task:
+        """Give primitive `prop` a `_prop` (its id and extensions), shaped like the value."""
+        holder["_" + prop] = [part] + [None] * (len(value) - 1) if isinstance(value, list) else part
+        return task
+
     def put(new: Any) -> Task:
         holder[prop] = [new] + value[1:] if isinstance(value, list) else new
         return task
@@ -198,6 +203,8 @@ def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task) -> Task | 
         name, code = part
         return put({**first, name: _BAD_FORMAT[code]})
     if kind == "unknown":
+        if tref.primitive is not None:  # `_x` holds only id and extension
+            return companion({"unknownElement": "x"})
         return put({**first, "unknownElement": "x"}) if isinstance(first, dict) else None
     if kind == "fixed":
         fixed = node.fixed[1] if node.fixed else None
@@ -232,7 +239,12 @@ def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task) -> Task | 
         if node.slice_name is not None:
             holder.pop(next((k for k in holder if k.startswith("value")), ""), None)
             return task
-        return put({**first, "extension": [ext]} if "extension" not in first else {k: v for k, v in first.items() if k != "extension"})
+        if tref.code == "Extension":  # the extension itself gets both a value and extensions
+            return put({**first, "extension": [ext]} if "extension" not in first else {k: v for k, v in first.items() if k != "extension"})
+        both = {**ext, "extension": [ext]}  # an extension on the element, with both
+        if tref.primitive is not None:
+            return companion({"extension": [both]})
+        return put({**first, "extension": [both]}) if isinstance(first, dict) else None
     if kind.startswith("constraint:") and isinstance(first, dict):
         inv = kind.split(":", 1)[1]
         path = _invariant_path(tref.code, inv)

@@ -71,6 +71,9 @@ class Node:
     explicit_children: dict[str, Node] | None = None
     slices: dict[str, Node] = field(default_factory=dict)  # extension url -> slice node
     slice_name: str | None = None
+    # Typed with a FHIRPath system type (Resource.id, Element.id, Extension.url): a plain JSON
+    # attribute, which has no `_x` companion and so carries no extensions.
+    attribute: bool = False
 
     @property
     def is_choice(self) -> bool:
@@ -188,6 +191,7 @@ def _node(profile: Profile | None, el: Json, node_id: str, owns_key: bool) -> No
                     for c in el.get("constraint", []) if c.get("expression")],
         short=el.get("short", ""),
         slice_name=el.get("sliceName"),
+        attribute=any(t["code"].startswith("http://hl7.org/fhirpath/System.") for t in el.get("type", [])),
     )
 
 

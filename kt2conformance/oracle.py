@@ -155,7 +155,7 @@ class _Walk:
                             path: str, counts: dict[str, int]) -> None:
         """`_x`: the id and extensions of primitive `x` (FHIR JSON §2.6.2)."""
         entry = node.properties.get(prop[1:])
-        if entry is None or entry[1].primitive is None:
+        if entry is None or entry[1].primitive is None or entry[0].attribute:
             self.add(key, "unknown", f"{path}.{prop}", f"unknown element {prop!r}")
             return
         child, tref = entry
