@@ -209,7 +209,7 @@ def _top_level(expression: str) -> str:
 def _plan(expression: str) -> _Plan:
     text = _STRING.sub("''", expression)
     top = _top_level(expression)
-    head_match = re.fullmatch(r"([A-Za-z_]\w*)(\.[A-Za-z_]\w*(\(\))?)*", top.replace("()", "()"))
+    head_match = re.fullmatch(r"([A-Za-z_]\w*)(\.[A-Za-z_]\w*(\(\))?)*", top)
     head = head_match.group(1) if head_match and "." in top else None
     opaque = _WHOLE_INPUT.search(text) or any(m.group(1) not in _KEYWORDS for m in _CALL.finditer(top))
     names = None if opaque else frozenset(n for n in _IDENT.findall(text) if n not in _KEYWORDS)

@@ -37,7 +37,7 @@ from kt2conformance.cases import ACCEPT, Case, property_seed, shrink
 from kt2conformance.client import Exchange, FhirClient
 from kt2conformance.constraints import Constraint, derive_constraints
 from kt2conformance.errors import UsageError
-from kt2conformance.oracle import Oracle
+from kt2conformance.generation import oracle_for
 from kt2conformance.prerequisites import Created, Tracker, create_all, created_id
 from kt2conformance.profile import load_profile
 from kt2conformance.redact import redact
@@ -126,7 +126,7 @@ class Harness:
         self.config = config
         self.options = options
         self.profile = load_profile(options.profile)
-        self.oracle = Oracle(self.profile)
+        self.oracle = oracle_for(self.profile)  # the one the generators use too
         self.constraints: dict[str, Constraint] = {
             c.key: c for c in derive_constraints(self.profile)}
         self.reports = Path(options.reports)
