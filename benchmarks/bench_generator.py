@@ -22,10 +22,10 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
-from kt2conformance import strategies
-from kt2conformance.oracle import Oracle
-from kt2conformance.profile import load_profile
-from kt2conformance.sampling import sample
+from kt2conformance.generate import _strategies as strategies
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._profile import load_profile
+from kt2conformance.generate._sampling import sample
 
 PREREQS = strategies.Prerequisites(task="Task/parent-1")
 

@@ -16,9 +16,9 @@ import pstats
 import time
 from typing import Any
 
-from kt2conformance.oracle import Oracle
-from kt2conformance.paths import KT2TASK_URL
-from kt2conformance.profile import load_profile
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance._paths import KT2TASK_URL
+from kt2conformance.spec._profile import load_profile
 
 Task = dict[str, Any]
 
@@ -94,7 +94,7 @@ def generated_tasks(count: int) -> list[Task]:
     twice by accident (the fixed Tasks above repeat on every loop)."""
     from itertools import islice
 
-    from kt2conformance.strategies import Prerequisites, generate_valid
+    from kt2conformance.generate._strategies import Prerequisites, generate_valid
 
     return list(islice(generate_valid(load_profile(), Prerequisites(task="Task/parent-1"), seed=1), count))
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from kt2conformance.paths import KT2TASK_URL
-from kt2conformance.server import ReferenceServer
+from kt2conformance._paths import KT2TASK_URL
+from kt2conformance.target._server import ReferenceServer
 
 TASK: dict[str, Any] = {
     "resourceType": "Task",

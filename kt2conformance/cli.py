@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kt2conformance import __version__
-from kt2conformance.errors import UsageError
+from kt2conformance._errors import UsageError
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p)
 
     p = sub.add_parser("run", help="run the conformance suites against a target")
-    from kt2conformance.runner import add_run_arguments
+    from kt2conformance.run._runner import add_run_arguments
 
     add_run_arguments(p)
 
@@ -70,27 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if args.command == "validate":
-        from kt2conformance.commands import validate_command
+        from kt2conformance._commands import validate_command
 
         return validate_command(args.files, args.profile, args.format)
     if args.command == "constraints":
-        from kt2conformance.commands import constraints_command
+        from kt2conformance._commands import constraints_command
 
         return constraints_command(args.profile, args.format)
     if args.command == "generate":
-        from kt2conformance.commands import generate_command
+        from kt2conformance._commands import generate_command
 
         return generate_command(args.valid, args.invalid, args.seed, args.out, args.profile)
     if args.command == "serve":
-        from kt2conformance.server import serve
+        from kt2conformance.target._server import serve
 
         return serve(args.host, args.port, args.token, args.profile)
     if args.command == "run":
-        from kt2conformance.runner import run
+        from kt2conformance.run._runner import run
 
         return run(args, extra)
     if args.command == "profiles":
-        from kt2conformance.registry import fetch_command
+        from kt2conformance.target._registry import fetch_command
 
         return fetch_command(args.package, args.version, args.registry, args.dest)
     raise UsageError(f"unknown command {args.command}")

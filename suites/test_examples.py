@@ -3,8 +3,8 @@ Task (created at set-up, before any other Task) got a 2xx with a Location and re
 
 import pytest
 
-from kt2conformance.cases import ACCEPT, Case
-from kt2conformance.prerequisites import EXAMPLE_TASK, fixture_files
+from kt2conformance.run._cases import ACCEPT, Case
+from kt2conformance.target._prerequisites import EXAMPLE_TASK, fixture_files
 
 NAMES = [path.stem for path in fixture_files()] + [EXAMPLE_TASK.stem]
 

@@ -3,9 +3,9 @@ refused with a 4xx (with --strict: 422 and an OperationOutcome). One test per co
 the JUnit and HTML reports have a row per constraint; a key no JSON Task can break alone is
 skipped with the reason."""
 
-from kt2conformance.cases import REJECT
-from kt2conformance.plugin import HARNESS
-from kt2conformance.strategies import generate_invalid
+from kt2conformance.run._cases import REJECT
+from kt2conformance.run._plugin import HARNESS
+from kt2conformance.generate._strategies import generate_invalid
 
 
 def pytest_generate_tests(metafunc):

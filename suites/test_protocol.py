@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from kt2conformance.cases import REJECT, Case
+from kt2conformance.run._cases import REJECT, Case
 
 BASE_TASK = "http://hl7.org/fhir/StructureDefinition/Task"
 VIEW = {"coding": [{"system": "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code",

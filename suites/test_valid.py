@@ -1,8 +1,8 @@
 """Valid KT2Tasks are accepted: 2xx with a Location header, and read back as they were sent
 (apart from what the server manages). A refused valid Task makes the target over-strict."""
 
-from kt2conformance.cases import ACCEPT
-from kt2conformance.strategies import generate_valid, valid_tasks
+from kt2conformance.run._cases import ACCEPT
+from kt2conformance.generate._strategies import generate_valid, valid_tasks
 
 
 def test_valid_tasks_are_accepted(kt, extras):

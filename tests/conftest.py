@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from kt2conformance.server import ReferenceServer
+from kt2conformance.target._server import ReferenceServer
 
 # Hypothesis profiles, picked by HYPOTHESIS_PROFILE. "ci" (the default) is derandomized so a CI
 # failure reproduces locally and keeps the whole run short; "nightly" explores ten times more,

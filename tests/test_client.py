@@ -13,15 +13,15 @@ from email.utils import format_datetime
 import pytest
 from fakes import HUGE_BYTES, MisbehavingServer
 
-from kt2conformance.client import (
+from kt2conformance.target._client import (
     FHIR_JSON,
     MAX_BODY_BYTES,
     FhirClient,
     guard_production,
     parse_retry_after,
 )
-from kt2conformance.errors import UsageError
-from kt2conformance.redact import REDACTED, redact, register_secret
+from kt2conformance._errors import UsageError
+from kt2conformance.target._redact import REDACTED, redact, register_secret
 
 TASK = {"resourceType": "Task", "status": "requested", "intent": "order"}
 

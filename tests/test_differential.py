@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 
-from kt2conformance import strategies
-from kt2conformance.client import FhirClient
-from kt2conformance.oracle import Oracle
-from kt2conformance.paths import DEFAULT_PROFILE_DIR, KT2TASK_URL
-from kt2conformance.prerequisites import Tracker, create_all
-from kt2conformance.profile import load_profile
-from kt2conformance.sampling import sample
-from kt2conformance.server import ReferenceServer
-from kt2conformance.strategies import Prerequisites
-from kt2conformance.verdicts import outcome_errors
+from kt2conformance.generate import _strategies as strategies
+from kt2conformance.target._client import FhirClient
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance._paths import DEFAULT_PROFILE_DIR, KT2TASK_URL
+from kt2conformance.target._prerequisites import Tracker, create_all
+from kt2conformance.spec._profile import load_profile
+from kt2conformance.generate._sampling import sample
+from kt2conformance.target._server import ReferenceServer
+from kt2conformance.generate._strategies import Prerequisites
+from kt2conformance.run._verdicts import outcome_errors
 
 PROFILE = load_profile()
 ORACLE = Oracle(PROFILE)

@@ -1,7 +1,7 @@
-"""fhirpathpy's gaps, measured, and kt2conformance.fhirpath's mends, proven.
+"""fhirpathpy's gaps, measured, and kt2conformance.spec._fhirpath's mends, proven.
 
 The `LIBRARY GAP` tests assert what raw fhirpathpy 2.2.4 does wrong. They are meant to fail the
-day fhirpathpy is fixed: then the matching mend in kt2conformance/fhirpath.py can go (and the test
+day fhirpathpy is fixed: then the matching mend in kt2conformance/spec/_fhirpath.py can go (and the test
 with it). The other tests show the mended evaluation follows the FHIRPath rules.
 
 The property test at the end checks the oracle's structural ele-1/ext-1 checks (done on the JSON,
@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from tasks import MINIMAL
 
-from kt2conformance import fhirpath
-from kt2conformance.oracle import Oracle
-from kt2conformance.profile import datatype_definition, load_profile
+from kt2conformance.spec import _fhirpath as fhirpath
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._profile import datatype_definition, load_profile
 
 R4 = models["r4"]
 INV_1 = "lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"
@@ -283,7 +283,7 @@ _DATES = st.one_of(
 def test_order_form_fast_path_agrees_with_fhirpath(a: str | None, b: str | None, expression: str) -> None:
     """holds() answers inv-1/per-1 shapes without fhirpathpy; the answer must be FHIRPath's
     (fhirpathpy with the mended ordering operators)."""
-    from kt2conformance.fhirpath import _evaluate, _order_fast, _order_form
+    from kt2conformance.spec._fhirpath import _evaluate, _order_fast, _order_form
 
     form = _order_form(expression)
     assert form is not None

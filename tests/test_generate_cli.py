@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from kt2conformance import strategies
-from kt2conformance.profile import load_profile
+from kt2conformance.generate import _strategies as strategies
+from kt2conformance.spec._profile import load_profile
 
 CLI = [str(Path(sys.executable).parent / "kt2conformance")]
 INDEX_FIELDS = {"file", "expected", "constraint", "description"}

@@ -17,9 +17,9 @@ import pytest
 
 from tasks import MINIMAL
 
-from kt2conformance import paths
-from kt2conformance.oracle import Oracle
-from kt2conformance.profile import load_profile
+from kt2conformance import _paths as paths
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._profile import load_profile
 
 Task = dict[str, Any]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from kt2conformance import paths
+from kt2conformance import _paths as paths
 from kt2conformance.cli import main
-from kt2conformance.errors import UsageError
-from kt2conformance.profile import Profile, load_profile
+from kt2conformance._errors import UsageError
+from kt2conformance.spec._profile import Profile, load_profile
 
 KT2TASK_FILE = paths.DEFAULT_PROFILE_DIR / "StructureDefinition-KT2Task.json"
 

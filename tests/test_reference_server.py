@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from kt2conformance.errors import UsageError
-from kt2conformance.paths import DEFAULT_PROFILE_DIR, FIXTURES_DIR, KT2TASK_URL, REFERENCE_SERVER_DIR
-from kt2conformance.server import ReferenceServer
+from kt2conformance._errors import UsageError
+from kt2conformance._paths import DEFAULT_PROFILE_DIR, FIXTURES_DIR, KT2TASK_URL, REFERENCE_SERVER_DIR
+from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server
 

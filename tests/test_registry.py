@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakes import RegistryServer, build_tgz
 
-from kt2conformance import paths
+from kt2conformance import _paths as paths
 from kt2conformance.cli import main
 
 NAME, VERSION = "koppeltaalv2.00", "0.16.2"

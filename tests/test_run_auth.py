@@ -25,7 +25,7 @@ import pytest
 
 from fakes import SmartServer, public_jwk, write_private_key
 from faulty_targets import AuthProxy, resource_counts, run_harness
-from kt2conformance.server import ReferenceServer
+from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server
 

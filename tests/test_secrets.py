@@ -23,7 +23,7 @@ import pytest
 
 from fakes import SmartServer, public_jwk, write_private_key
 from faulty_targets import AuthProxy, HostileTarget, run_harness
-from kt2conformance.server import ReferenceServer
+from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server
 

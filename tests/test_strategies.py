@@ -1,4 +1,4 @@
-"""Property tests of the Task generators (kt2conformance.strategies).
+"""Property tests of the Task generators (kt2conformance.generate).
 
 The conformance suites trust the generators blindly: a "valid" Task the profile forbids, or an
 "invalid" one that breaks a second constraint too, would make a correct server look wrong. So
@@ -21,12 +21,12 @@ import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
-from kt2conformance import strategies
-from kt2conformance.oracle import Oracle
-from kt2conformance.paths import KT2TASK_URL
-from kt2conformance.profile import load_profile
-from kt2conformance.sampling import sample
-from kt2conformance.strategies import Prerequisites
+from kt2conformance.generate import _strategies as strategies
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance._paths import KT2TASK_URL
+from kt2conformance.spec._profile import load_profile
+from kt2conformance.generate._sampling import sample
+from kt2conformance.generate._strategies import Prerequisites
 
 PROFILE = load_profile()
 ORACLE = Oracle(PROFILE)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from faulty_targets import faulty_target
-from kt2conformance.server import ReferenceServer
+from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server
 

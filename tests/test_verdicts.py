@@ -3,8 +3,8 @@ times out after a create succeeded), on hand-made exchanges."""
 
 from __future__ import annotations
 
-from kt2conformance.client import Exchange
-from kt2conformance.verdicts import ERROR, FAIL, PASS, judge_read_back
+from kt2conformance.target._client import Exchange
+from kt2conformance.run._verdicts import ERROR, FAIL, PASS, judge_read_back
 
 SENT = {"resourceType": "Task", "status": "ready"}
 

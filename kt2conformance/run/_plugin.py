@@ -31,20 +31,21 @@ from typing import Any, NoReturn
 import pytest
 from hypothesis.strategies import SearchStrategy
 
-from kt2conformance import __version__, paths
-from kt2conformance.auth import build_auth
-from kt2conformance.cases import ACCEPT, Case, property_seed, shrink
-from kt2conformance.client import Exchange, FhirClient
-from kt2conformance.constraints import Constraint, derive_constraints
-from kt2conformance.errors import UsageError
-from kt2conformance.generation import oracle_for
-from kt2conformance.prerequisites import Created, Tracker, create_all, created_id
-from kt2conformance.profile import load_profile
-from kt2conformance.redact import redact
-from kt2conformance.report import CaseLog, Outcome, Tallies, case_html, matrix_html, write_summary
-from kt2conformance.runner import check_counts, client_timeout, run_options
-from kt2conformance.strategies import Prerequisites, invalid_tasks, unviolable
-from kt2conformance.verdicts import FAIL, PASS, judge, judge_read_back, outcome_elements
+from kt2conformance import __version__
+from kt2conformance import _paths as paths
+from kt2conformance.target._auth import build_auth
+from kt2conformance.run._cases import ACCEPT, Case, property_seed, shrink
+from kt2conformance.target._client import Exchange, FhirClient
+from kt2conformance.spec._constraints import Constraint, derive_constraints
+from kt2conformance._errors import UsageError
+from kt2conformance.generate._values import oracle_for
+from kt2conformance.target._prerequisites import Created, Tracker, create_all, created_id
+from kt2conformance.spec._profile import load_profile
+from kt2conformance.target._redact import redact
+from kt2conformance.run._report import CaseLog, Outcome, Tallies, case_html, matrix_html, write_summary
+from kt2conformance.run._runner import check_counts, client_timeout, run_options
+from kt2conformance.generate._strategies import Prerequisites, invalid_tasks, unviolable
+from kt2conformance.run._verdicts import FAIL, PASS, judge, judge_read_back, outcome_elements
 
 HARNESS = pytest.StashKey["Harness"]()
 SETUP_ERROR = pytest.StashKey[str]()
@@ -156,7 +157,7 @@ class Harness:
         o = self.options
         with self._setup_errors_stop_the_run():
             if self.target is None:
-                from kt2conformance.server import ReferenceServer
+                from kt2conformance.target._server import ReferenceServer
 
                 self._server = ReferenceServer(profiles_dir=o.profile).start()
                 self.target = self._server.base_url

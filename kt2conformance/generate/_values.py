@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from kt2conformance.model import Node, TypeRef, datatype_template
-from kt2conformance.oracle import Oracle
-from kt2conformance.profile import Profile
+from kt2conformance.spec._tree import Node, TypeRef, datatype_template
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._profile import Profile
 
 Task = dict[str, Any]
 T = TypeVar("T")

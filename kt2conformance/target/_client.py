@@ -24,8 +24,8 @@ from urllib.parse import quote
 import httpx
 
 from kt2conformance import __version__
-from kt2conformance.errors import UsageError
-from kt2conformance.redact import redact, redact_headers
+from kt2conformance._errors import UsageError
+from kt2conformance.target._redact import redact, redact_headers
 
 FHIR_JSON = "application/fhir+json"
 MAX_BODY_BYTES = 1024 * 1024

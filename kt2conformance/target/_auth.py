@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from kt2conformance.errors import UsageError
-from kt2conformance.redact import redact, register_secret
+from kt2conformance._errors import UsageError
+from kt2conformance.target._redact import redact, register_secret
 
 SUPPORTED_ALGS = ("RS512", "RS384", "ES384")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kt2conformance.constraints import derive_constraints
-from kt2conformance.errors import UsageError, read_json_file
-from kt2conformance.oracle import Oracle
-from kt2conformance.profile import load_profile
+from kt2conformance.spec._constraints import derive_constraints
+from kt2conformance._errors import UsageError, read_json_file
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._profile import load_profile
 
 
 def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
@@ -46,7 +46,7 @@ def generate_command(valid: int | None, invalid: bool, seed: int, out: str, prof
     the same files."""
     from itertools import islice
 
-    from kt2conformance import strategies
+    from kt2conformance.generate import _strategies as strategies
 
     loaded = load_profile(profile)
     folder = Path(out)

@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kt2conformance import paths
-from kt2conformance.errors import UsageError, read_json_file
+from kt2conformance import _paths as paths
+from kt2conformance._errors import UsageError, read_json_file
 
 Json = dict[str, Any]
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kt2conformance.client import Exchange, FhirClient
-from kt2conformance.errors import UsageError
-from kt2conformance.paths import FIXTURES_DIR
-from kt2conformance.generation import Prerequisites
-from kt2conformance.verdicts import outcome_errors
+from kt2conformance.target._client import Exchange, FhirClient
+from kt2conformance._errors import UsageError
+from kt2conformance._paths import FIXTURES_DIR
+from kt2conformance.generate._values import Prerequisites
+from kt2conformance.run._verdicts import outcome_errors
 
 EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"
 # Creation order: every type only refers to types before it (or to nothing we can create).

@@ -19,10 +19,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kt2conformance.cases import ACCEPT, Case
-from kt2conformance.client import RETRY_STATUSES, Exchange
-from kt2conformance.errors import UsageError
-from kt2conformance.paths import KT2TASK_URL
+from kt2conformance.run._cases import ACCEPT, Case
+from kt2conformance.target._client import RETRY_STATUSES, Exchange
+from kt2conformance._errors import UsageError
+from kt2conformance._paths import KT2TASK_URL
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from kt2conformance import paths
-from kt2conformance.auth import build_auth
-from kt2conformance.client import FhirClient
-from kt2conformance.errors import UsageError
-from kt2conformance.profile import load_profile
+from kt2conformance import _paths as paths
+from kt2conformance.target._auth import build_auth
+from kt2conformance.target._client import FhirClient
+from kt2conformance._errors import UsageError
+from kt2conformance.spec._profile import load_profile
 
 # How many not-enforced constraints the closing summary names before pointing at the report.
 _SUMMARY_LINES = 15
@@ -67,7 +67,7 @@ def run_options() -> list[tuple[str, dict[str, Any]]]:
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `run`; each is also a pytest option with a `--kt-` prefix (plugin.py)."""
+    """Options of `run`; each is also a pytest option with a `--kt-` prefix (_plugin.py)."""
     for name, kwargs in run_options():
         p.add_argument(f"--{name}", **kwargs)
 
@@ -111,7 +111,7 @@ class _Observer:
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        from kt2conformance.plugin import outcome_of
+        from kt2conformance.run._plugin import outcome_of
 
         self.setup_error, self.outcome = outcome_of(config)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kt2conformance.profile import Profile
+    from kt2conformance.spec._profile import Profile
 
 Codes = frozenset[tuple[str, str]]
 

@@ -16,7 +16,7 @@ from hypothesis import find as hypothesis_find
 from hypothesis.errors import Flaky, NoSuchExample
 from hypothesis.strategies import SearchStrategy
 
-from kt2conformance.client import FHIR_JSON
+from kt2conformance.target._client import FHIR_JSON
 
 ACCEPT = "accept"
 REJECT = "reject"

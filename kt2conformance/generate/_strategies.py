@@ -2,7 +2,7 @@
 
 `valid_tasks` / `generate_valid`: Tasks that conform. `invalid_tasks` / `generate_invalid`: per
 constraint key, Tasks that break exactly that constraint: a minimal valid base (required
-elements only, so shrinking ends small) plus one fault (kt2conformance.faults), each checked
+elements only, so shrinking ends small) plus one fault (kt2conformance.generate._faults), each checked
 against the oracle to break that key and no other. A key no single JSON fault can break is
 reported by `unviolable`, with the reason. The strategies draw through Hypothesis (examples
 shrink); the generators through a seeded random source (thousands a second, the same for the
@@ -18,11 +18,11 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from kt2conformance.constraints import derive_constraints
-from kt2conformance.faults import apply_fault
-from kt2conformance.generation import HypothesisChooser, Prerequisites, RandomChooser, Task, TaskGenerator
-from kt2conformance.oracle import Oracle
-from kt2conformance.profile import Profile
+from kt2conformance.spec._constraints import derive_constraints
+from kt2conformance.generate._faults import apply_fault
+from kt2conformance.generate._values import HypothesisChooser, Prerequisites, RandomChooser, Task, TaskGenerator
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._profile import Profile
 
 __all__ = ["Prerequisites", "valid_tasks", "minimal_tasks", "fault_strategy", "invalid_tasks", "unviolable",
            "generate_valid", "generate_invalid"]

@@ -18,8 +18,8 @@ from typing import Any
 
 from fhirpathpy.models import models
 
-from kt2conformance.primitives import Primitive, primitive
-from kt2conformance.profile import Json, Profile, datatype_definition
+from kt2conformance.spec._primitives import Primitive, primitive
+from kt2conformance.spec._profile import Json, Profile, datatype_definition
 
 _FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 _SD_BASE = "http://hl7.org/fhir/StructureDefinition/"

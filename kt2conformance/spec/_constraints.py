@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kt2conformance.model import Node, build_tree, datatype_invariants, datatype_template, walk
-from kt2conformance.profile import Profile
+from kt2conformance.spec._tree import Node, build_tree, datatype_invariants, datatype_template, walk
+from kt2conformance.spec._profile import Profile
 
 
 @dataclass(frozen=True)

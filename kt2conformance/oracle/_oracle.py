@@ -3,7 +3,7 @@
 `Oracle(profile).validate(task)` walks the Task against the profile's element tree once and
 returns every issue with its constraint key (CONTRACT.md). ele-1 and ext-1 are checked from the
 JSON structure (what they say is structural; tests/test_fhirpath.py shows the two agree with the
-FHIRPath evaluation); every other invariant is evaluated with FHIRPath (kt2conformance.fhirpath).
+FHIRPath evaluation); every other invariant is evaluated with FHIRPath (kt2conformance.spec._fhirpath).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from kt2conformance import fhirpath, terminology
-from kt2conformance.model import (
+from kt2conformance.spec import _fhirpath as fhirpath
+from kt2conformance.spec import _terminology as terminology
+from kt2conformance.spec._tree import (
     RESOURCE_TYPES,
     STRUCTURAL_INVARIANTS,
     Invariant,
@@ -24,7 +25,7 @@ from kt2conformance.model import (
     datatype_invariants,
     datatype_template,
 )
-from kt2conformance.profile import Profile, load_profile
+from kt2conformance.spec._profile import Profile, load_profile
 
 _REF = re.compile(r"(?:.*/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 _EXTENSION = TypeRef("Extension")

@@ -20,10 +20,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kt2conformance.cases import ACCEPT, Case
-from kt2conformance.client import Exchange
-from kt2conformance.redact import redact
-from kt2conformance.verdicts import ERROR, FAIL, PASS, Verdict
+from kt2conformance.run._cases import ACCEPT, Case
+from kt2conformance.target._client import Exchange
+from kt2conformance.target._redact import redact
+from kt2conformance.run._verdicts import ERROR, FAIL, PASS, Verdict
 
 ENFORCED, NOT_ENFORCED, UNTESTED, OVER_STRICT, ACCEPTED = (
     "enforced", "not enforced", "untested", "over-strict", "accepted")

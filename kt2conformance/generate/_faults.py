@@ -15,8 +15,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from kt2conformance.constraints import required_parts
-from kt2conformance.generation import (
+from kt2conformance.spec._constraints import required_parts
+from kt2conformance.generate._values import (
     SUBTASK_CODE,
     TIME_ZONES,
     WORDS,
@@ -26,7 +26,7 @@ from kt2conformance.generation import (
     TaskGenerator,
     render_datetime,
 )
-from kt2conformance.model import Node, datatype_invariants, datatype_template
+from kt2conformance.spec._tree import Node, datatype_invariants, datatype_template
 
 def _locate(gen: TaskGenerator, c: Chooser, task: Task, element_id: str, clock: list[dt.datetime]) -> tuple[dict[str, Any], Node, list[dict[str, Any]]] | None:
     """Make the element `element_id` present in `task` (creating parents as needed) and return

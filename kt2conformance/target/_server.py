@@ -24,8 +24,8 @@ from types import TracebackType
 
 import httpx
 
-from kt2conformance.errors import UsageError
-from kt2conformance.paths import REFERENCE_SERVER_DIR
+from kt2conformance._errors import UsageError
+from kt2conformance._paths import REFERENCE_SERVER_DIR
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kt2conformance.profile import datatype_definition
+from kt2conformance.spec._profile import datatype_definition
 
 _REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
 _SYSTEM_KIND = {
