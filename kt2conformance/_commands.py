@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kt2conformance.spec._constraints import derive_constraints
-from kt2conformance._errors import UsageError, read_json_file
+from kt2conformance._errors import UsageError, printable, read_json_file
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import load_profile
 
@@ -24,9 +24,9 @@ def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(f"{r['file']}: {'valid' if r['valid'] else 'INVALID'}")
+            print(printable(f"{r['file']}: {'valid' if r['valid'] else 'INVALID'}"))
             for i in r["issues"]:
-                print(f"  {i['severity']:7} {i['key']:45} {i['path']}: {i['message']}")
+                print(printable(f"  {i['severity']:7} {i['key']:45} {i['path']}: {i['message']}"))
     return 0 if all(r["valid"] for r in results) else 1
 
 

@@ -101,3 +101,23 @@ def test_broken_profile_exits_2(tmp_path: Path, sub_command: list[str]) -> None:
 
 def test_missing_profile_exits_2(tmp_path: Path) -> None:
     assert_usage_error(run(MODULE, "constraints", "--profile", tmp_path / "nowhere"), "profile not found")
+
+
+def test_validate_hostile_json_gives_a_verdict_not_a_traceback(tmp_path: Path) -> None:
+    """Lone surrogates in keys and text, an integer of 6,000 digits and nesting past the servers'
+    limit are all invalid Tasks, reported in text and JSON; deeper than can be read is exit 2."""
+    files = [
+        write(tmp_path, "surrogate.json", '{"resourceType": "Task", "\\ud800x": 1, "description": "\\udfff"}'),
+        write(tmp_path, "huge.json", '{"resourceType": "Task", "extension": [{"url": "http://x", "valueInteger": '
+              + "9" * 6000 + "}]}"),
+        write(tmp_path, "deep.json", '{"resourceType": "Task", "code": ' + "[" * 1500 + "]" * 1500 + "}"),
+    ]
+    for command in (CONSOLE_SCRIPT, MODULE):
+        for fmt in ("text", "json"):
+            result = run(command, "validate", "--format", fmt, *files)
+            assert result.returncode == 1, result.stderr
+            assert "Traceback" not in result.stderr
+    text = run(CONSOLE_SCRIPT, "validate", *files).stdout
+    assert "\\ud800x" in text and "Task.extension/format" in text and "nested more than 1000" in text
+    too_deep = write(tmp_path, "too-deep.json", "[" * 9000 + "]" * 9000)
+    assert_usage_error(run(CONSOLE_SCRIPT, "validate", too_deep), "too-deep.json")

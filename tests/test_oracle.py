@@ -505,3 +505,30 @@ def test_fixture_resources(oracle: Oracle, fixture: Path) -> None:
         assert error_keys(oracle, resource) == set()
     else:
         assert "Task/type" in error_keys(oracle, resource)
+
+
+@pytest.fixture(scope="module")
+def singleton_oracle(tmp_path_factory: pytest.TempPathFactory) -> Oracle:
+    """A copy of the profile with an invariant that needs a single identifier value: on two
+    identifiers the FHIRPath engine cannot evaluate it (a singleton was expected)."""
+    folder = tmp_path_factory.mktemp("singleton-profile")
+    for f in paths.DEFAULT_PROFILE_DIR.glob("*.json"):
+        (folder / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    sd_file = folder / "StructureDefinition-KT2Task.json"
+    sd = json.loads(sd_file.read_text(encoding="utf-8"))
+    sd["snapshot"]["element"][0].setdefault("constraint", []).append(
+        {"key": "kt-single", "severity": "error", "human": "identifier value after 'a'",
+         "expression": "identifier.value > 'a'"})
+    sd_file.write_text(json.dumps(sd), encoding="utf-8")
+    return Oracle(load_profile(folder))
+
+
+def test_invariant_that_cannot_be_evaluated_is_an_error(singleton_oracle: Oracle) -> None:
+    """An evaluation failure never passes as 'holds' nor as a mere warning (the HL7 validator
+    reports it at the invariant's severity)."""
+    one = task(identifier=[{"system": "http://example.org/ids", "value": "b"}])
+    assert error_keys(singleton_oracle, one) == set()
+    assert error_keys(singleton_oracle, task(identifier=[{"value": "a"}])) == {"Task/constraint:kt-single"}
+    two = task(identifier=[{"value": "b"}, {"value": "c"}])
+    assert error_keys(singleton_oracle, two) == {"Task/constraint:kt-single"}
+    assert not singleton_oracle.is_valid(two)

@@ -9,6 +9,9 @@ FHIRPath evaluation); every other invariant is evaluated with FHIRPath (kt2confo
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -53,7 +56,8 @@ def reference_type(ref: dict[str, Any], resource: dict[str, Any]) -> str | None:
     if literal.startswith("#"):
         for res in resource.get("contained") or []:
             if isinstance(res, dict) and res.get("id") == literal[1:]:
-                return res.get("resourceType")
+                rtype = res.get("resourceType")
+                return rtype if isinstance(rtype, str) else None
         return None
     m = _REF.fullmatch(literal)
     return m.group(1) if m and m.group(1) in RESOURCE_TYPES else None
@@ -74,11 +78,74 @@ def matches_pattern(value: Any, pattern: Any) -> bool:
     return value == pattern
 
 
+# JSON nesting the FHIR servers' parsers accept: Jackson's default StreamReadConstraints
+# (maxNestingDepth 1000), which HAPI's JSON parser uses. Deeper input is refused unparsed.
+MAX_DEPTH = 1000
+# Python frames the walk and the FHIRPath engine use per level of JSON nesting, measured with
+# margin: the recursion limit is raised to this many per level for a deep (but legal) Task.
+_FRAMES_PER_LEVEL = 12
+
+
+def nesting_depth(value: Any, stop: int = MAX_DEPTH) -> int:
+    """The JSON nesting depth of `value` (objects and arrays; a scalar is 0), found without
+    recursion; counting stops past `stop`."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if deepest > stop:
+                return deepest
+        stack.extend((c, depth) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+@contextmanager
+def _recursion_limit(limit: int) -> Iterator[None]:
+    """Python 3.11+ runs Python-to-Python calls without growing the C stack, so a higher limit
+    for one deep Task is safe; the previous limit comes back afterwards."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value for a message: shortened, and safe for any value JSON can carry (integers
+    beyond Python's str conversion limit included)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"{'-' if value < 0 else ''}<integer of about {int(value.bit_length() * 0.30103)} digits>"
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _has_children(obj: dict[str, Any]) -> bool:
     """ele-1 on a complex element: some child other than `id` (FHIRPath `children().count() >
     id.count()`); an empty array or null child is no child. An empty object is a child (one that
     breaks ele-1 itself, reported there, not again on its parent)."""
     return any(k != "id" and v is not None and v != [] for k, v in obj.items())
+
+
+def _coding(value: Any) -> tuple[str, str] | None:
+    """(system, code) of a Coding, None unless both are strings."""
+    if isinstance(value, dict):
+        system, code = value.get("system"), value.get("code")
+        if isinstance(system, str) and isinstance(code, str):
+            return system, code
+    return None
 
 
 class _Walk:
@@ -222,7 +289,8 @@ class _Walk:
             if tref.target_types and tref.code == "canonical":
                 self.target(canonical_type(item), tref, key, path)
         elif tref.code == "Resource":
-            if not isinstance(item, dict) or item.get("resourceType") not in RESOURCE_TYPES:
+            rtype = item.get("resourceType") if isinstance(item, dict) else None
+            if not isinstance(rtype, str) or rtype not in RESOURCE_TYPES:
                 self.add(key, "type", path, "contained entry is not a FHIR resource")
             return
         else:
@@ -261,8 +329,11 @@ class _Walk:
     def invariant(self, inv: Invariant, focus: Any, key: str, path: str) -> None:
         try:
             ok = fhirpath.holds(inv.expression, focus, self.resource)
-        except Exception as exc:  # an expression the engine can't run on malformed input
-            self.add(key, f"constraint:{inv.key}", path, f"{inv.key} could not be evaluated: {exc}", "warning")
+        except Exception as exc:
+            # The HL7 validator reports an invariant it cannot evaluate as an issue of the
+            # invariant's own severity: an evaluation failure never passes as "holds".
+            self.add(key, f"constraint:{inv.key}", path,
+                     f"{inv.key} could not be evaluated ({type(exc).__name__}): {inv.human or inv.expression}", inv.severity)
             return
         if not ok:
             self.add(key, f"constraint:{inv.key}", path, f"{inv.human or inv.expression} ({inv.key})", inv.severity)
@@ -275,9 +346,10 @@ class _Walk:
         if tref.code in ("code", "string", "uri"):
             ok = item in {c for _, c in codes}
         elif tref.code == "Coding":
-            ok = (item.get("system"), item.get("code")) in codes
+            ok = _coding(item) in codes
         elif tref.code == "CodeableConcept":
-            ok = any(isinstance(c, dict) and (c.get("system"), c.get("code")) in codes for c in item.get("coding") or [])
+            coding = item.get("coding")
+            ok = isinstance(coding, list) and any(_coding(c) in codes for c in coding)
         else:
             return
         if not ok:
@@ -325,13 +397,28 @@ class Oracle:
         return self._invariants[cache_key]
 
     def validate(self, task: Any) -> list[Issue]:
-        """Every issue of `task` against the profile (errors and warnings)."""
+        """Every issue of `task` against the profile (errors and warnings).
+
+        Any JSON value is accepted. Nesting beyond MAX_DEPTH is one error (a FHIR server's
+        parser refuses such a body before validating it); anything shallower is validated in
+        full, with the recursion limit raised for a deep Task."""
+        depth = nesting_depth(task)
+        if depth > MAX_DEPTH:
+            root = self.tree.id
+            return [Issue("error", f"{root}/type", root,
+                          f"JSON nested more than {MAX_DEPTH} levels deep: not parsed by FHIR servers")]
+        if depth * _FRAMES_PER_LEVEL + 200 < sys.getrecursionlimit():
+            return self._validate(task)
+        with _recursion_limit(1000 + depth * _FRAMES_PER_LEVEL):
+            return self._validate(task)
+
+    def _validate(self, task: Any) -> list[Issue]:
         root = self.tree.id
         if not isinstance(task, dict):
             return [Issue("error", f"{root}/type", root, "a Task must be a JSON object")]
         walk = _Walk(self, task)
         if task.get("resourceType") != self.resource_type:
-            walk.add(root, "type", root, f"resourceType must be {self.resource_type!r}, got {task.get('resourceType')!r}")
+            walk.add(root, "type", root, f"resourceType must be {self.resource_type!r}, got {shown(task.get('resourceType'))}")
         walk.obj(task, self.tree, root, root, is_resource=True)
         for inv in self.tree.invariants:
             if inv.key in STRUCTURAL_INVARIANTS:

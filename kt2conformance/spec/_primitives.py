@@ -41,7 +41,8 @@ class Primitive:
             if isinstance(value, bool) or not isinstance(value, int):
                 return "type", f"expected a JSON integer for {self.code}"
             if not _INT32[0] <= value <= _INT32[1]:
-                return "format", f"{value} is out of the 32-bit range of {self.code}"
+                size = f"{value}" if value.bit_length() < 64 else "a number"
+                return "format", f"{size} is out of the 32-bit range of {self.code}"
             text = str(value)
         elif self.kind == "number":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -52,10 +53,15 @@ class Primitive:
                 return "type", f"expected a JSON string for {self.code}"
             text = value
         if self.pattern is not None and not self.pattern.fullmatch(text):
-            return "format", f"{text!r} is not a valid {self.code}"
+            return "format", f"{_short(text)} is not a valid {self.code}"
         if self.code in _DATED and not _real_date(text):
-            return "format", f"{text!r} is not a real calendar date"
+            return "format", f"{_short(text)} is not a real calendar date"
         return None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _real_date(text: str) -> bool:
