@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p)
 
     p = sub.add_parser("run", help="run the conformance suites against a target")
-    from kt2conformance.run._runner import add_run_arguments
+    from kt2conformance.run._options import add_options
 
-    add_run_arguments(p)
+    add_options(p.add_argument)
 
     p = sub.add_parser("profiles", help="manage profile packages")
     psub = p.add_subparsers(dest="profiles_command", required=True)
@@ -86,9 +86,10 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
 
         return serve(args.host, args.port, args.token, args.profile)
     if args.command == "run":
+        from kt2conformance.run._options import Options
         from kt2conformance.run._runner import run
 
-        return run(args, extra)
+        return run(Options.from_namespace(args), extra)
     if args.command == "profiles":
         from kt2conformance.target._registry import fetch_command
 

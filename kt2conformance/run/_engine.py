@@ -1,0 +1,255 @@
+"""One conformance run, without pytest: the profile and its constraints, the target (started when
+none is given) with its auth, the prerequisites, the thread pool the cases go through, probing
+(send, judge, read back, delete, record), shrinking a failing property to its smallest Task,
+and at the end cleaning up the target and writing summary.json.
+
+Set-up problems (unreachable target, 401/403, prerequisites refused) raise `UsageError`; the
+pytest plugin (`_plugin`) turns them into the contract's exit code 2 and presents the outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from functools import cached_property
+from html import escape
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from hypothesis.strategies import SearchStrategy
+
+from kt2conformance import __version__
+from kt2conformance._errors import UsageError
+from kt2conformance.generate._strategies import Prerequisites, invalid_tasks, unviolable
+from kt2conformance.generate._values import oracle_for
+from kt2conformance.run._cases import ACCEPT, Case, property_seed, shrink
+from kt2conformance.run._options import Options
+from kt2conformance.run._report import CaseLog, Outcome, Tallies, matrix_html, write_summary
+from kt2conformance.run._verdicts import FAIL, judge, judge_read_back, outcome_elements
+from kt2conformance.spec._constraints import Constraint, derive_constraints
+from kt2conformance.spec._profile import load_profile
+from kt2conformance.target._auth import build_auth
+from kt2conformance.target._client import Exchange, FhirClient
+from kt2conformance.target._prerequisites import Created, Tracker, create_all, created_id
+
+# Examples per property when --examples is not given: enough to find what a server lets
+# through, few enough that a default run against the embedded server takes about a minute.
+VALID_EXAMPLES = 25
+INVALID_EXAMPLES = 5
+# Rules broken by the request rather than the Task body: the protocol suite covers them.
+PROTOCOL_KEYS = frozenset({"server/content-type", "server/json-syntax"})
+
+
+class Engine:
+    """One conformance run: the profile and its constraints, the target and what was created on
+    it, and the record of every case."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.profile = load_profile(options.profile)
+        self.oracle = oracle_for(self.profile)  # the one the generators use too
+        self.constraints: dict[str, Constraint] = {
+            c.key: c for c in derive_constraints(self.profile)}
+        self.reports = Path(options.reports)
+        self.log = CaseLog(self.reports)
+        self.skipped: dict[str, str] = {}
+        self.outcome: dict[str, Any] | None = None
+        self.target: str | None = options.target
+        self.client: FhirClient | None = None
+        self.tracker: Tracker | None = None
+        self.created: Created | None = None
+        self.leftovers: list[str] = []
+        self._server: Any = None
+        self._connected = False
+        self._started = datetime.now(timezone.utc)
+        self._clock = time.monotonic()
+        self._pool = ThreadPoolExecutor(max_workers=options.concurrency)
+        self._tallies = Tallies()
+        self._refused_at: Counter[str] = Counter()
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Start the embedded server if needed, check the target, create the prerequisites."""
+        if self._connected:
+            return
+        self._connected = True
+        o = self.options
+        if self.target is None:
+            from kt2conformance.target._server import ReferenceServer
+
+            self._server = ReferenceServer(profiles_dir=o.profile).start()
+            self.target = self._server.base_url
+        auth = build_auth(self.target, o.token, o.client_id, o.private_key, o.alg,
+                          o.token_url, o.kid)
+        self.client = FhirClient(self.target, auth=auth, allow_production=o.allow_production,
+                                 timeout=o.client_timeout, rate=o.rate)
+        self.client.check_reachable()
+        self.tracker = Tracker(self.client, keep=o.keep)
+        self.created = create_all(self.client, self.tracker)
+
+    @property
+    def prereqs(self) -> Prerequisites:
+        assert self.created is not None
+        return self.created.prereqs
+
+    @cached_property
+    def unviolable(self) -> dict[str, str]:
+        return unviolable(self.profile)
+
+    @cached_property
+    def invalid_strategies(self) -> dict[str, SearchStrategy[Any]]:
+        return invalid_tasks(self.profile, self.prereqs)
+
+    def invalid_keys(self) -> list[str]:
+        """The keys the invalid suite checks, one test each: all but the protocol faults."""
+        return [key for key in self.constraints if key not in PROTOCOL_KEYS]
+
+    # -- cases -----------------------------------------------------------------------------------
+
+    def check(self, case: Case, exchange: Exchange | None = None) -> Outcome:
+        """Judge one case and record it. Without `exchange` the case is sent now (and what it
+        creates is deleted right after); with one, that earlier answer (set-up's) is judged."""
+        outcome = self._probe(case, exchange)
+        self._record(outcome)
+        return outcome
+
+    def check_all(self, cases: list[Case]) -> list[Outcome]:
+        """Judge the cases, `--concurrency` at a time, and record them in order (so the
+        records of a run do not depend on the concurrency)."""
+        outcomes = list(self._pool.map(self._probe, cases))
+        for outcome in outcomes:
+            self._record(outcome)
+        return outcomes
+
+    def _record(self, outcome: Outcome) -> None:
+        """Log the case; for a refused valid resource also count where the server's
+        OperationOutcome points, so the matrix can say what the target is over-strict about."""
+        self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)
+        if outcome.case.expected == ACCEPT and outcome.verdict.verdict == FAIL:
+            self._refused_at.update(outcome_elements(outcome.exchange.json))
+
+    def _probe(self, case: Case, exchange: Exchange | None = None) -> Outcome:
+        assert self.client is not None and self.tracker is not None
+        sent_now = exchange is None
+        if exchange is None:  # to the case's endpoint, whatever resourceType the body claims
+            exchange = self.client.post_raw(case.resource_type, case.payload, case.content_type)
+        made = self.tracker.created(exchange) if sent_now else created_id(exchange)
+        read_back = None
+        try:
+            verdict = judge(case, exchange, self.options.strict)
+            if verdict.passed and case.expected == ACCEPT and made:
+                read_back = self.client.read(*made)
+                verdict = judge_read_back(case.body, read_back)
+        finally:
+            if sent_now and made:
+                self.tracker.delete(made)
+        return Outcome(case, verdict, exchange, self._oracle_keys(case), read_back)
+
+    def _oracle_keys(self, case: Case) -> list[str]:
+        """What the local oracle finds wrong with what was sent (the constraint keys it breaks)."""
+        if case.oracle_keys is not None:
+            return list(case.oracle_keys)
+        body = case.body
+        if case.text is not None:
+            try:
+                body = json.loads(case.text)
+            except ValueError:
+                return ["not JSON"]
+        return sorted({issue.key for issue in self.oracle.errors(body)})
+
+    def run_property(self, name: str, strategy: SearchStrategy[Any],
+                     bulk: Callable[[int], Iterator[Any]], expected: str, constraint: str | None,
+                     description: str) -> tuple[list[Outcome], Outcome | None]:
+        """A property: every Task the strategy draws gets the expected answer. The examples come
+        from `bulk` (the same generator driven by a seeded random source: reproducible from
+        --seed, and thousands a second, so a large run waits on the server, not on Hypothesis'
+        engine), are sent as cases `name#1`..`name#N`, and if any fails, Hypothesis shrinks the
+        strategy to a minimal failing Task. Returns the outcomes and that minimal one."""
+        count = self.options.examples or (VALID_EXAMPLES if expected == ACCEPT
+                                          else INVALID_EXAMPLES)
+        seed = property_seed(self.options.seed, name)
+        known = () if constraint is None or constraint.startswith("server/") else (constraint,)
+        cases = [Case(f"{name}#{i}", expected, constraint, description, task, oracle_keys=known)
+                 for i, task in enumerate(islice(bulk(seed), count), 1)]
+        outcomes = self.check_all(cases)
+        minimal = None
+        if any(o.verdict.verdict == FAIL for o in outcomes):
+            minimal = self._shrink(strategy, count, seed, cases[0])
+        return outcomes, minimal
+
+    def _shrink(self, strategy: SearchStrategy[Any], count: int, seed: int,
+                template: Case) -> Outcome | None:
+        """The outcome of the smallest failing Task (not recorded as a case: shrinking probes
+        the server many times; the cases are the drawn examples)."""
+        last: list[Outcome] = []
+        stopped: list[UsageError] = []
+
+        def fails(task: Any) -> bool:
+            if stopped:
+                return False
+            probe = Case(f"{template.id.split('#')[0]}#minimal", template.expected,
+                         template.constraint, template.description, task)
+            try:
+                outcome = self._probe(probe)
+            except UsageError as exc:  # not a failure to shrink: stop the run after shrinking
+                stopped.append(exc)
+                return False
+            if outcome.verdict.verdict == FAIL:
+                last[:] = [outcome]
+                return True
+            return False
+
+        found = shrink(strategy, count, seed, fails)
+        if stopped:
+            raise stopped[0]
+        return last[0] if found is not None and last else None
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Clean up the target, then write summary.json. Safe after failures, set-up errors and
+        Ctrl-C: it deletes whatever was created and records whatever was judged."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.leftovers = self.tracker.delete_all() if self.tracker else []
+        if self.client is not None:
+            self.client.close()
+        if self._server is not None:
+            self._server.stop()
+        self._tallies = Tallies.of(self.log, list(self.constraints))
+        duration = round(time.monotonic() - self._clock, 3)
+        head = {
+            "tool": {"name": "kt2conformance", "version": __version__},
+            "target": self.target,
+            "profile": {"url": self.profile.url, "version": self.profile.version,
+                        "package": self.package()},
+            "seed": self.options.seed,
+            "started": self._started.isoformat(timespec="seconds"),
+            "duration_s": duration,
+        }
+        write_summary(self.reports / "summary.json", head, self._tallies, self.log)
+        self.log.close()
+        self.outcome = {"target": self.target, "duration_s": duration,
+                        "totals": self._tallies.totals, "valid_refused": self._tallies.valid.failed,
+                        "constraints": self._tallies.constraints()}
+
+    def package(self) -> str | None:
+        """The profile's package as FHIR writes it, `name#version` (the profile's own version
+        says little: KT2Task 0.8.1 ships in koppeltaalv2.00 0.16.2)."""
+        name, version = self.profile.package, self.profile.package_version
+        return f"{name}#{version}" if name and version else name
+
+    def summary_html(self) -> list[str]:
+        """The top of report.html: what was run against what, then the constraint matrix."""
+        profile = f"{self.profile.url}|{self.profile.version} ({self.package()})"
+        return [f"<p>target <code>{escape(str(self.target))}</code>, profile "
+                f"<code>{escape(profile)}</code>, seed {self.options.seed}"
+                f"{', strict' if self.options.strict else ''}</p>",
+                matrix_html(self._tallies, {key: c.description
+                                            for key, c in self.constraints.items()},
+                            self.skipped, self._refused_at)]
