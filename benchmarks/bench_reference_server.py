@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from kt2conformance._paths import KT2TASK_URL
+from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance.target._server import ReferenceServer
 
 TASK: dict[str, Any] = {

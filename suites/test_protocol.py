@@ -7,11 +7,12 @@ import uuid
 
 import pytest
 
+from kt2conformance._koppeltaal import BASE_TASK_URL as BASE_TASK
+from kt2conformance._koppeltaal import SUBTASK_CODE, TASK_CODE_SYSTEM
 from kt2conformance.run._cases import REJECT, Case
 
-BASE_TASK = "http://hl7.org/fhir/StructureDefinition/Task"
-VIEW = {"coding": [{"system": "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code",
-                    "code": "view", "display": "This task can be viewed"}]}
+VIEW = {"coding": [{"system": TASK_CODE_SYSTEM, "code": SUBTASK_CODE,
+                    "display": "This task can be viewed"}]}
 
 
 def _without(task, key):

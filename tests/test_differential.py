@@ -24,7 +24,8 @@ import pytest
 from kt2conformance.generate import _strategies as strategies
 from kt2conformance.target._client import FhirClient
 from kt2conformance.oracle._oracle import Oracle
-from kt2conformance._paths import DEFAULT_PROFILE_DIR, KT2TASK_URL
+from kt2conformance._koppeltaal import KT2TASK_URL
+from kt2conformance._paths import DEFAULT_PROFILE_DIR
 from kt2conformance.target._prerequisites import Tracker, create_all
 from kt2conformance.spec._profile import load_profile
 from kt2conformance.generate._sampling import sample

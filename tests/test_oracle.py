@@ -18,6 +18,7 @@ import pytest
 from tasks import MINIMAL
 
 from kt2conformance import _paths as paths
+from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import load_profile
 
@@ -65,7 +66,7 @@ def test_full_task_with_every_allowed_element_is_valid(oracle: Oracle) -> None:
     full = task(
         id="task-1",
         meta={"versionId": "1", "lastUpdated": "2023-01-01T10:00:00.123+01:00",
-              "profile": [paths.KT2TASK_URL]},
+              "profile": [KT2TASK_URL]},
         implicitRules="http://example.org/rules",
         language="nl",
         text={"status": "generated", "div": XHTML_DIV},
@@ -327,7 +328,7 @@ def test_primitive_extension_without_value(oracle: Oracle) -> None:
 def test_primitive_extension_has_the_shape_of_its_element(oracle: Oracle) -> None:
     """`_x` is an array exactly when `x` is (FHIR JSON §2.6.2)."""
     assert error_keys(oracle, task(_status=[{"id": "s"}])) == {"Task.status/type"}
-    meta = {"profile": [paths.KT2TASK_URL], "_profile": [{"id": "p"}]}
+    meta = {"profile": [KT2TASK_URL], "_profile": [{"id": "p"}]}
     assert error_keys(oracle, task(meta=meta)) == set()
     assert error_keys(oracle, task(meta={**meta, "_profile": {"id": "p"}})) == {"Task.meta/type"}
 

@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 from kt2conformance._errors import UsageError
-from kt2conformance._paths import DEFAULT_PROFILE_DIR, FIXTURES_DIR, KT2TASK_URL, REFERENCE_SERVER_DIR
+from kt2conformance._koppeltaal import KT2TASK_URL
+from kt2conformance._paths import DEFAULT_PROFILE_DIR, FIXTURES_DIR, REFERENCE_SERVER_DIR
 from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from kt2conformance.generate import _strategies as strategies
 from kt2conformance.oracle._oracle import Oracle
-from kt2conformance._paths import KT2TASK_URL
+from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance.spec._profile import load_profile
 from kt2conformance.generate._sampling import sample
 from kt2conformance.generate._strategies import Prerequisites

@@ -15,9 +15,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from kt2conformance._koppeltaal import rule
 from kt2conformance.spec._constraints import required_parts
 from kt2conformance.generate._values import (
-    SUBTASK_CODE,
     TIME_ZONES,
     WORDS,
     XHTML,
@@ -122,8 +122,9 @@ def _break_invariant(key: str, c: Chooser, gen: TaskGenerator, value: Any) -> An
 def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task) -> Task | None:
     """Apply the one fault that breaks `key` to a minimal valid `task`; None if no recipe."""
     element_id, _, kind = key.partition("/")
-    if element_id == "server":
-        return _serverapply_fault(gen, kind, c, task)
+    server_rule = rule(key)
+    if server_rule is not None:
+        return None if server_rule.fault is None else server_rule.fault(c, task)
     clock = c.moments(4)
     if element_id == gen.tree.id:  # the resource itself
         if kind == "type":
@@ -283,14 +284,3 @@ def _invariant_path(code: str, inv: str, seen: frozenset[str] = frozenset()) -> 
             return [(child.name, child.is_array)] + rest
     return None
 
-
-def _serverapply_fault(gen: TaskGenerator, rule: str, c: Chooser, task: Task) -> Task | None:
-    if rule == "meta.profile":
-        return {**task, "meta": c.choose([{}, {"profile": ["http://hl7.org/fhir/StructureDefinition/Task"]}])}
-    if rule == "subtask-partOf":
-        task = {k: v for k, v in task.items() if k != "partOf"}
-        return {**task, "code": {"coding": [{"system": "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code", "code": SUBTASK_CODE}]}}
-    if rule == "reference-integrity":
-        missing = f"Patient/missing-{c.uuid()}"
-        return {**task, "for": {"reference": missing}}
-    return None  # content-type and json-syntax are protocol faults: not a Task body

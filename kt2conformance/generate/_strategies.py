@@ -18,6 +18,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from kt2conformance._koppeltaal import rule
 from kt2conformance.spec._constraints import derive_constraints
 from kt2conformance.generate._faults import apply_fault
 from kt2conformance.generate._values import HypothesisChooser, Prerequisites, RandomChooser, Task, TaskGenerator
@@ -41,8 +42,6 @@ def minimal_tasks(profile: Profile, prereqs: Prerequisites = Prerequisites()) ->
 
 
 _CLASSIFY_PREREQS = Prerequisites(task="Task/parent-1")
-_PROTOCOL_ONLY = {"server/content-type": "a transport fault (the Content-Type header), not a Task body",
-                  "server/json-syntax": "a transport fault (a body that is not JSON), not a Task body"}
 
 
 def _error_keys(oracle: Oracle, task: Any) -> set[str]:
@@ -91,8 +90,9 @@ def _classify(profile: Profile) -> tuple[tuple[str, ...], tuple[tuple[str, str],
     violable: list[str] = []
     reasons: list[tuple[str, str]] = []
     for constraint in derive_constraints(profile, gen.tree):
-        if constraint.key in _PROTOCOL_ONLY:
-            reasons.append((constraint.key, _PROTOCOL_ONLY[constraint.key]))
+        server_rule = rule(constraint.key)
+        if server_rule is not None and server_rule.protocol_only:
+            reasons.append((constraint.key, server_rule.how))
         elif constraint.severity != "error":
             reasons.append((constraint.key, "a warning (SHOULD): breaking it does not make a Task invalid"))
         else:

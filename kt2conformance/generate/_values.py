@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
+from kt2conformance._koppeltaal import SUBTASK_CODE
 from kt2conformance.spec._tree import Node, TypeRef, datatype_template
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import Profile
@@ -34,7 +35,6 @@ XHTML = '<div xmlns="http://www.w3.org/1999/xhtml">{}</div>'
 # reasons outside the profile (implicitRules, modifierExtension, contained). meta is set apart:
 # it always declares the profile.
 _NOT_GENERATED = {"id", "meta", "text", "contained", "modifierExtension", "implicitRules", "language"}
-SUBTASK_CODE = "view"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from hypothesis.strategies import SearchStrategy
 
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
+from kt2conformance._koppeltaal import SERVER_RULES
 from kt2conformance.generate._strategies import Prerequisites, invalid_tasks, unviolable
 from kt2conformance.generate._values import oracle_for
 from kt2conformance.run._cases import ACCEPT, Case, property_seed, shrink
@@ -42,7 +43,7 @@ from kt2conformance.target._prerequisites import Created, Tracker, create_all, c
 VALID_EXAMPLES = 25
 INVALID_EXAMPLES = 5
 # Rules broken by the request rather than the Task body: the protocol suite covers them.
-PROTOCOL_KEYS = frozenset({"server/content-type", "server/json-syntax"})
+PROTOCOL_KEYS = frozenset(r.key for r in SERVER_RULES if r.protocol_only)
 
 
 class Engine:

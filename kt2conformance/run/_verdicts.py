@@ -22,20 +22,10 @@ from typing import Any
 from kt2conformance.run._cases import ACCEPT, Case
 from kt2conformance.target._client import RETRY_STATUSES, Exchange
 from kt2conformance._errors import UsageError
-from kt2conformance._paths import KT2TASK_URL
+from kt2conformance._koppeltaal import KT2TASK_URL, PROFILE_VIOLATION_STATUS, rule
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
 
-# --strict: the status Koppeltaal (HAPI FHIR with the KT2 profiles) answers to each server rule;
-# every profile violation is a 422.
-STRICT_STATUS = {
-    "server/meta.profile": 412,
-    "server/content-type": 415,
-    "server/json-syntax": 400,
-    "server/reference-integrity": 400,
-    "server/subtask-partOf": 422,
-}
-PROFILE_VIOLATION_STATUS = 422
 # Elements a server fills in or may rewrite on create; not compared when a Task is read back.
 SERVER_MANAGED = frozenset({"id", "text"})
 SERVER_MANAGED_META = frozenset({"versionId", "lastUpdated", "source"})
@@ -125,16 +115,23 @@ def _judge_accept(exchange: Exchange) -> Verdict:
     return Verdict(FAIL, f"unexpected HTTP {status} on a create")
 
 
+def _strict(key: str) -> int:
+    """Production's status for a server rule (the table in kt2conformance._koppeltaal)."""
+    server_rule = rule(key)
+    assert server_rule is not None and server_rule.strict_status is not None, key
+    return server_rule.strict_status
+
+
 def _strict_status(body: Any) -> int:
     """The documented status for a profile violation, in the order the production server checks:
     a body that is not a Task at all is a bad request (400), a Task whose fault took away its
     KT2Task claim fails the claim check first (412), any other violation is 422."""
     if not isinstance(body, dict) or body.get("resourceType") != "Task":
-        return STRICT_STATUS["server/json-syntax"]
+        return _strict("server/json-syntax")
     meta = body.get("meta")
     profiles = meta.get("profile") if isinstance(meta, dict) else None
     if not isinstance(profiles, list) or KT2TASK_URL not in profiles:
-        return STRICT_STATUS["server/meta.profile"]
+        return _strict("server/meta.profile")
     return PROFILE_VIOLATION_STATUS
 
 
@@ -150,7 +147,9 @@ def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Verdict:
     if not 400 <= status < 500:
         return Verdict(FAIL, f"neither accepted nor refused: HTTP {status}")
     if strict:
-        wanted = STRICT_STATUS.get(what) or _strict_status(case.body)
+        server_rule = rule(what)
+        wanted = (server_rule.strict_status if server_rule and server_rule.strict_status
+                  else _strict_status(case.body))
         if status != wanted:
             return Verdict(FAIL, f"--strict: refused with HTTP {status}, not {wanted}"
                                  f"{_said(exchange)}")

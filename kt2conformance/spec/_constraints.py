@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from kt2conformance._koppeltaal import SERVER_RULES as KOPPELTAAL_RULES
 from kt2conformance.spec._tree import Node, build_tree, datatype_invariants, datatype_template, walk
 from kt2conformance.spec._profile import Profile
 
@@ -32,13 +33,9 @@ class Constraint:
         return asdict(self)
 
 
+# The Koppeltaal server rules, as constraints (their one home is kt2conformance._koppeltaal).
 SERVER_RULES: list[Constraint] = [
-    Constraint("server/meta.profile", "server", "server", "a Task must declare KT2Task in meta.profile (412)"),
-    Constraint("server/content-type", "server", "server", "a resource must be sent as application/fhir+json (415)"),
-    Constraint("server/json-syntax", "server", "server", "a body that is not JSON is refused (400)"),
-    Constraint("server/subtask-partOf", "server", "server", "a Task with code `view` needs partOf (422)"),
-    Constraint("server/reference-integrity", "server", "server", "references must resolve to existing resources (400)"),
-]
+    Constraint(r.key, "server", "server", r.summary) for r in KOPPELTAAL_RULES]
 
 
 def _nested_invariants(code: str, seen: set[str]) -> list[tuple[str, str, str]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kt2conformance import _paths as paths
+from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance._errors import UsageError, read_json_file
 
 Json = dict[str, Any]
@@ -130,7 +131,7 @@ def load_profile(location: str | Path | None = None) -> Profile:
         resources = _resources_in(folder)
         tasks = [(p, r) for p, r in resources if r.get("resourceType") == "StructureDefinition"
                  and r.get("type") == "Task" and r.get("derivation") == "constraint"]
-        chosen = [t for t in tasks if t[1].get("url") == paths.KT2TASK_URL] or tasks
+        chosen = [t for t in tasks if t[1].get("url") == KT2TASK_URL] or tasks
         if not chosen:
             raise UsageError(f"no Task profile (StructureDefinition of type Task) in {folder}")
         if len(chosen) > 1:

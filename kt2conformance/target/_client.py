@@ -25,6 +25,7 @@ import httpx
 
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
+from kt2conformance._koppeltaal import PRODUCTION_DOMAIN
 from kt2conformance.target._redact import redact, redact_headers
 
 FHIR_JSON = "application/fhir+json"
@@ -381,7 +382,7 @@ def guard_production(base_url: str, metadata: Any, allow: bool) -> None:
     reason = None
     if any(_PROD_LABEL.match(label) for label in labels):
         reason = f"its host {host} says prod"
-    elif host == "koppeltaal.nl" or host.endswith(".koppeltaal.nl"):
+    elif host == PRODUCTION_DOMAIN or host.endswith("." + PRODUCTION_DOMAIN):
         reason = f"{host} is a Koppeltaal domain without a test/acc/staging label"
     else:
         reason = _production_claim(metadata)

@@ -22,14 +22,12 @@ from typing import Any
 
 from kt2conformance.target._client import Exchange, FhirClient
 from kt2conformance._errors import UsageError
+from kt2conformance._koppeltaal import PREREQUISITE_ORDER
 from kt2conformance._paths import FIXTURES_DIR
 from kt2conformance.generate._values import Prerequisites
 from kt2conformance.run._verdicts import outcome_errors
 
 EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"
-# Creation order: every type only refers to types before it (or to nothing we can create).
-ORDER = ["Endpoint", "Organization", "Patient", "Practitioner", "RelatedPerson", "CareTeam",
-         "Device", "ActivityDefinition"]
 # Prerequisites field for each type the Task generators refer to.
 FIELDS = {"Patient": "patient", "Practitioner": "practitioner", "CareTeam": "care_team",
           "RelatedPerson": "related_person", "ActivityDefinition": "activity_definition",
@@ -52,7 +50,7 @@ def fixture_files() -> list[Path]:
 
     def rank(path: Path) -> int:
         kind = path.name.split("-", 1)[0]
-        return ORDER.index(kind) if kind in ORDER else len(ORDER)
+        return PREREQUISITE_ORDER.index(kind) if kind in PREREQUISITE_ORDER else len(PREREQUISITE_ORDER)
 
     return sorted(files, key=rank)
 

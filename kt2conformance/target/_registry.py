@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from kt2conformance import _paths as paths
+from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance._errors import UsageError
 
 MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
@@ -72,7 +73,7 @@ def fetch_command(package: str, version: str, registry: str, dest: str | Path | 
     completed = complete_from_vendored(contents)
     _store(folder, contents, _provenance(registry, package, version, download, sums, contents,
                                          completed))
-    kt2task = next(n for n, r in contents.resources.items() if r.get("url") == paths.KT2TASK_URL)
+    kt2task = next(n for n, r in contents.resources.items() if r.get("url") == KT2TASK_URL)
     print(f"stored {len(contents.resources)} definitions of {package} {version} in {folder} "
           f"(KT2Task: {folder / kt2task})")
     return 0
@@ -195,10 +196,10 @@ def _parse(raw: bytes | None, name: str, package: str, version: str) -> dict[str
 
 def _check_kt2task(resources: dict[str, dict[str, Any]], package: str, version: str) -> None:
     kt2task = [r for r in resources.values() if r.get("resourceType") == "StructureDefinition"
-               and r.get("url") == paths.KT2TASK_URL]
+               and r.get("url") == KT2TASK_URL]
     if not kt2task:
         raise UsageError(f"package {package} {version} has no KT2Task profile "
-                         f"({paths.KT2TASK_URL})")
+                         f"({KT2TASK_URL})")
     snapshot = kt2task[0].get("snapshot")
     if not isinstance(snapshot, dict) or not snapshot.get("element"):
         raise UsageError(f"KT2Task in {package} {version} has no snapshot: the harness needs "
@@ -230,7 +231,7 @@ def complete_from_vendored(contents: Package) -> list[str]:
         return []
     vendored = _vendored_by_url()
     present = {r.get("url") for r in contents.resources.values()}
-    kt2task = next(r for r in contents.resources.values() if r.get("url") == paths.KT2TASK_URL)
+    kt2task = next(r for r in contents.resources.values() if r.get("url") == KT2TASK_URL)
     wanted = [kt2task.get("baseDefinition")]
     wanted += [e.get("binding", {}).get("valueSet") for e in kt2task["snapshot"]["element"]]
     added: list[str] = []
