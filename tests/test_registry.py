@@ -13,6 +13,7 @@ from fakes import RegistryServer, build_tgz
 
 from kt2conformance import _paths as paths
 from kt2conformance.cli import main
+from kt2conformance.target._registry import CONFORMANCE_TYPES
 
 NAME, VERSION = "koppeltaalv2.00", "0.16.2"
 VENDORED = paths.DEFAULT_PROFILE_DIR
@@ -61,7 +62,8 @@ def test_fetch_direct_tgz(registry: RegistryServer, tmp_path: Path,
     assert str(folder) in capsys.readouterr().out
     fetched = json.loads((folder / KT2TASK_FILE).read_text())
     assert fetched == json.loads((VENDORED / KT2TASK_FILE).read_text())
-    expected = {p.name for p in VENDORED.glob("*.json")} - {"BUILD-INFO.json"}
+    expected = {p.name for p in VENDORED.glob("*.json")  # fetch keeps the conformance resources
+                if json.loads(p.read_bytes()).get("resourceType") in CONFORMANCE_TYPES}
     stored = {p.name for p in folder.iterdir()}
     assert stored == expected | {"package.json", "PROVENANCE.md"}
     for name in expected:  # byte for byte

@@ -101,6 +101,7 @@ class Conformance {
         'StructureDefinition.snapshot');
     }
     try {
+      resource = withExtensionSliceUrls(resource);
       core.loadDataType(resource);
     } catch (err) {
       throw fail(422, 'processing', `StructureDefinition ${url} cannot be loaded: ${err.message}`);
@@ -141,6 +142,26 @@ class Conformance {
     if (key.startsWith(CORE_SD_PREFIX)) return last;
     return last.replace(/^KT2_?/, '');
   }
+}
+
+/**
+ * A copy of a profile whose extension slices carry their `url` child with the fixed extension
+ * URL. SUSHI's snapshots leave that child out (the IG Publisher writes it); Medplum's validator
+ * matches a slice by it, so without it a required extension slice (KT2ActivityDefinition's
+ * endpoint, 1..*) would never match and every conformant resource would be refused.
+ */
+function withExtensionSliceUrls(sd) {
+  const elements = sd.snapshot.element;
+  const ids = new Set(elements.map((e) => e.id));
+  const out = [];
+  for (const element of elements) {
+    out.push(element);
+    const url = element.type?.[0]?.code === 'Extension' ? element.type[0].profile?.[0] : undefined;
+    if (!element.sliceName || !url || ids.has(`${element.id}.url`)) continue;
+    out.push({ id: `${element.id}.url`, path: `${element.path}.url`, min: 1, max: '1',
+      base: { path: 'Extension.url', min: 1, max: '1' }, type: [{ code: 'uri' }], fixedUri: canonical(url) });
+  }
+  return { ...sd, snapshot: { ...sd.snapshot, element: out } };
 }
 
 function* jsonFiles(folder) {
