@@ -3,7 +3,7 @@ refused with a 4xx (with --strict: 422 and an OperationOutcome). One test per co
 the JUnit and HTML reports have a row per constraint; a key no JSON Task can break alone is
 skipped with the reason."""
 
-from kt2conformance.run._cases import REJECT
+from kt2conformance._vocabulary import Expectation
 from kt2conformance.run._plugin import HARNESS
 from kt2conformance.generate._strategies import generate_invalid
 
@@ -25,4 +25,4 @@ def test_invalid_task_is_refused(kt, extras, key):
     if strategy is None:
         kt.skip(key, "no generator breaks it alone")
     kt.check_property(extras, key, strategy, lambda seed: generate_invalid(kt.profile, key, kt.prereqs, seed),
-                      REJECT, key, constraint.description)
+                      Expectation.REJECT, key, constraint.description)

@@ -9,7 +9,8 @@ import pytest
 
 from kt2conformance._koppeltaal import BASE_TASK_URL as BASE_TASK
 from kt2conformance._koppeltaal import SUBTASK_CODE, TASK_CODE_SYSTEM
-from kt2conformance.run._cases import REJECT, Case
+from kt2conformance._vocabulary import Expectation
+from kt2conformance.run._cases import Case
 
 VIEW = {"coding": [{"system": TASK_CODE_SYSTEM, "code": SUBTASK_CODE,
                     "display": "This task can be viewed"}]}
@@ -57,7 +58,7 @@ RULES = list(requests({}))
 @pytest.mark.parametrize("key", RULES, ids=RULES)
 def test_server_rule(kt, extras, key):
     # ids apart from the generated cases of the same rule (`key#1`…) in the invalid suite
-    cases = [Case(f"{key}#example-{i}", REJECT, key, description, **request)
+    cases = [Case(f"{key}#example-{i}", Expectation.REJECT, key, description, **request)
              for i, (description, request)
              in enumerate(requests(kt.created.example_task)[key], 1)]
     kt.expect(extras, kt.check_all(cases))

@@ -16,10 +16,9 @@ from hypothesis import find as hypothesis_find
 from hypothesis.errors import Flaky, NoSuchExample
 from hypothesis.strategies import SearchStrategy
 
+from kt2conformance._vocabulary import Expectation
 from kt2conformance.target._client import FHIR_JSON
 
-ACCEPT = "accept"
-REJECT = "reject"
 # A remote server answers in tenths of a second: shrinking stops after this many requests and
 # reports the smallest failing Task found so far.
 SHRINK_BUDGET = 200
@@ -32,7 +31,7 @@ class Case:
     is: malformed JSON for the protocol suite."""
 
     id: str
-    expected: str  # ACCEPT or REJECT
+    expected: Expectation
     constraint: str | None
     description: str
     body: Any

@@ -25,13 +25,14 @@ from hypothesis.strategies import SearchStrategy
 
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
-from kt2conformance._koppeltaal import SERVER_RULES
+from kt2conformance._koppeltaal import SERVER_RULES, rule
 from kt2conformance.generate._strategies import Prerequisites, invalid_tasks, unviolable
 from kt2conformance.generate._values import oracle_for
-from kt2conformance.run._cases import ACCEPT, Case, property_seed, shrink
+from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance.run._cases import Case, property_seed, shrink
 from kt2conformance.run._options import Options
 from kt2conformance.run._report import CaseLog, Outcome, Tallies, matrix_html, write_summary
-from kt2conformance.run._verdicts import FAIL, judge, judge_read_back, outcome_elements
+from kt2conformance.run._verdicts import judge, judge_read_back, outcome_elements
 from kt2conformance.spec._constraints import Constraint, derive_constraints
 from kt2conformance.spec._profile import load_profile
 from kt2conformance.target._auth import build_auth
@@ -132,7 +133,7 @@ class Engine:
         """Log the case; for a refused valid resource also count where the server's
         OperationOutcome points, so the matrix can say what the target is over-strict about."""
         self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)
-        if outcome.case.expected == ACCEPT and outcome.verdict.verdict == FAIL:
+        if outcome.case.expected is Expectation.ACCEPT and outcome.verdict.verdict is Verdict.FAIL:
             self._refused_at.update(outcome_elements(outcome.exchange.json))
 
     def _probe(self, case: Case, exchange: Exchange | None = None) -> Outcome:
@@ -144,7 +145,7 @@ class Engine:
         read_back = None
         try:
             verdict = judge(case, exchange, self.options.strict)
-            if verdict.passed and case.expected == ACCEPT and made:
+            if verdict.passed and case.expected is Expectation.ACCEPT and made:
                 read_back = self.client.read(*made)
                 verdict = judge_read_back(case.body, read_back)
         finally:
@@ -165,22 +166,23 @@ class Engine:
         return sorted({issue.key for issue in self.oracle.errors(body)})
 
     def run_property(self, name: str, strategy: SearchStrategy[Any],
-                     bulk: Callable[[int], Iterator[Any]], expected: str, constraint: str | None,
+                     bulk: Callable[[int], Iterator[Any]], expected: Expectation,
+                     constraint: str | None,
                      description: str) -> tuple[list[Outcome], Outcome | None]:
         """A property: every Task the strategy draws gets the expected answer. The examples come
         from `bulk` (the same generator driven by a seeded random source: reproducible from
         --seed, and thousands a second, so a large run waits on the server, not on Hypothesis'
         engine), are sent as cases `name#1`..`name#N`, and if any fails, Hypothesis shrinks the
         strategy to a minimal failing Task. Returns the outcomes and that minimal one."""
-        count = self.options.examples or (VALID_EXAMPLES if expected == ACCEPT
+        count = self.options.examples or (VALID_EXAMPLES if expected is Expectation.ACCEPT
                                           else INVALID_EXAMPLES)
         seed = property_seed(self.options.seed, name)
-        known = () if constraint is None or constraint.startswith("server/") else (constraint,)
+        known = () if constraint is None or rule(constraint) is not None else (constraint,)
         cases = [Case(f"{name}#{i}", expected, constraint, description, task, oracle_keys=known)
                  for i, task in enumerate(islice(bulk(seed), count), 1)]
         outcomes = self.check_all(cases)
         minimal = None
-        if any(o.verdict.verdict == FAIL for o in outcomes):
+        if any(o.verdict.verdict is Verdict.FAIL for o in outcomes):
             minimal = self._shrink(strategy, count, seed, cases[0])
         return outcomes, minimal
 
@@ -201,7 +203,7 @@ class Engine:
             except UsageError as exc:  # not a failure to shrink: stop the run after shrinking
                 stopped.append(exc)
                 return False
-            if outcome.verdict.verdict == FAIL:
+            if outcome.verdict.verdict is Verdict.FAIL:
                 last[:] = [outcome]
                 return True
             return False

@@ -25,11 +25,11 @@ from hypothesis.strategies import SearchStrategy
 
 from kt2conformance import _paths as paths
 from kt2conformance._errors import UsageError
+from kt2conformance._vocabulary import Expectation, Verdict
 from kt2conformance.run._cases import Case
 from kt2conformance.run._engine import Engine
 from kt2conformance.run._options import Options, add_options
 from kt2conformance.run._report import Outcome, case_html
-from kt2conformance.run._verdicts import PASS
 from kt2conformance.target._client import Exchange
 from kt2conformance.target._redact import redact
 
@@ -123,7 +123,8 @@ class Harness(Engine):
             return super().check_all(cases)
 
     def check_property(self, extras: list[Any], name: str, strategy: SearchStrategy[Any],
-                       bulk: Callable[[int], Iterator[Any]], expected: str, constraint: str | None,
+                       bulk: Callable[[int], Iterator[Any]], expected: Expectation,
+                     constraint: str | None,
                        description: str) -> None:
         """Run the property (`Engine.run_property`) and show it as this test's outcome."""
         with self._setup_errors_stop_the_run():
@@ -147,8 +148,8 @@ class Harness(Engine):
 
         passed = 0
         for outcome in outcomes:
-            passed += outcome.verdict.verdict == PASS
-            if outcome.verdict.verdict != PASS or passed <= DETAILED_PASSES:
+            passed += outcome.verdict.verdict is Verdict.PASS
+            if outcome.verdict.verdict is not Verdict.PASS or passed <= DETAILED_PASSES:
                 extras.append(html_extras.html(case_html(outcome)))
         if passed > DETAILED_PASSES:
             extras.append(html_extras.html(
@@ -156,7 +157,7 @@ class Harness(Engine):
                 f"see summary.json.</p>"))
         if minimal is not None:
             extras.append(html_extras.html(case_html(minimal, "minimal failing example")))
-        bad = [o for o in outcomes if o.verdict.verdict != PASS]
+        bad = [o for o in outcomes if o.verdict.verdict is not Verdict.PASS]
         if not bad:
             return
         lines = [f"{o.case.id}: {o.verdict.verdict}: {o.verdict.reason}" for o in bad[:5]]

@@ -20,10 +20,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kt2conformance.run._cases import ACCEPT, Case
+from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance.run._cases import Case
 from kt2conformance.target._client import Exchange
 from kt2conformance.target._redact import redact
-from kt2conformance.run._verdicts import ERROR, FAIL, PASS, Verdict
+from kt2conformance.run._verdicts import Judgement
 
 ENFORCED, NOT_ENFORCED, UNTESTED, OVER_STRICT, ACCEPTED = (
     "enforced", "not enforced", "untested", "over-strict", "accepted")
@@ -40,7 +41,7 @@ class CaseLog:
         self._file = os.fdopen(handle, "w", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def write(self, case: Case, status: int | None, verdict: Verdict) -> None:
+    def write(self, case: Case, status: int | None, verdict: Judgement) -> None:
         record = {"id": case.id, "expected": case.expected, "constraint": case.constraint,
                   "status": status, "verdict": verdict.verdict, "reason": redact(verdict.reason)}
         with self._lock:
@@ -90,12 +91,12 @@ class Tallies:
         for record in log.records():
             tallies.totals["cases"] += 1
             verdict = record["verdict"]
-            tallies.totals[{PASS: "passed", FAIL: "failed", ERROR: "errors"}[verdict]] += 1
-            tally = (tallies.valid if record["expected"] == ACCEPT
+            tallies.totals[{Verdict.PASS: "passed", Verdict.FAIL: "failed", Verdict.ERROR: "errors"}[verdict]] += 1
+            tally = (tallies.valid if record["expected"] == Expectation.ACCEPT
                      else tallies.by_key.setdefault(record["constraint"], Tally()))
             tally.cases += 1
-            tally.failed += verdict == FAIL
-            tally.judged += verdict != ERROR
+            tally.failed += verdict == Verdict.FAIL
+            tally.judged += verdict != Verdict.ERROR
         return tallies
 
     def constraints(self) -> dict[str, dict[str, Any]]:
@@ -160,7 +161,7 @@ class Outcome:
     """A judged case with everything the report shows about it."""
 
     case: Case
-    verdict: Verdict
+    verdict: Judgement
     exchange: Exchange
     oracle_keys: list[str]
     read_back: Exchange | None = None

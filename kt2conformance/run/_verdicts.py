@@ -19,12 +19,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kt2conformance.run._cases import ACCEPT, Case
+from kt2conformance._vocabulary import Expectation, Problem, Verdict
+from kt2conformance.run._cases import Case
 from kt2conformance.target._client import RETRY_STATUSES, Exchange
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import KT2TASK_URL, PROFILE_VIOLATION_STATUS, rule
-
-PASS, FAIL, ERROR = "pass", "fail", "error"
 
 # Elements a server fills in or may rewrite on create; not compared when a Task is read back.
 SERVER_MANAGED = frozenset({"id", "text"})
@@ -35,13 +34,15 @@ _INDEX = re.compile(r"\[\d+\]")
 
 
 @dataclass(frozen=True)
-class Verdict:
-    verdict: str  # PASS, FAIL or ERROR
+class Judgement:
+    """A verdict with the reason a person can act on."""
+
+    verdict: Verdict
     reason: str
 
     @property
     def passed(self) -> bool:
-        return self.verdict == PASS
+        return self.verdict is Verdict.PASS
 
 
 class SetupError(UsageError):
@@ -80,39 +81,39 @@ def _said(exchange: Exchange) -> str:
     return f": {errors[0]}" if errors else ""
 
 
-def judge(case: Case, exchange: Exchange, strict: bool) -> Verdict:
+def judge(case: Case, exchange: Exchange, strict: bool) -> Judgement:
     """The verdict on the answer to the case's request (for accepted valid Tasks only the first
     step: `judge_read_back` checks what was stored)."""
     status = exchange.status
     if status is None:
-        if (exchange.error or "").startswith("cannot connect"):
+        if exchange.problem is Problem.CANNOT_CONNECT:
             raise SetupError(f"lost the target during the run: {exchange.error}")
-        return Verdict(ERROR, f"no answer: {exchange.error}")
+        return Judgement(Verdict.ERROR, f"no answer: {exchange.error}")
     if status in (401, 403):
         raise SetupError(f"{exchange.method} {exchange.url} answered HTTP {status}: the "
                          f"credentials are refused or lack permission (check --token or "
                          f"--client-id/--private-key and the client's role on the target)")
-    if exchange.error and (status in RETRY_STATUSES or (
+    if exchange.problem is not None and (status in RETRY_STATUSES or (
             200 <= status < 300 and not exchange.response_headers.get("location"))):
-        return Verdict(ERROR, f"unusable answer (HTTP {status}): {exchange.error}")
-    if case.expected == ACCEPT:
+        return Judgement(Verdict.ERROR, f"unusable answer (HTTP {status}): {exchange.error}")
+    if case.expected is Expectation.ACCEPT:
         return _judge_accept(exchange)
     return _judge_reject(case, exchange, strict)
 
 
-def _judge_accept(exchange: Exchange) -> Verdict:
+def _judge_accept(exchange: Exchange) -> Judgement:
     status = exchange.status
     assert status is not None
     if 200 <= status < 300:
         if not exchange.response_headers.get("location"):
-            return Verdict(FAIL, f"accepted (HTTP {status}) without a Location header")
-        return Verdict(PASS, f"accepted (HTTP {status})")
+            return Judgement(Verdict.FAIL, f"accepted (HTTP {status}) without a Location header")
+        return Judgement(Verdict.PASS, f"accepted (HTTP {status})")
     if 400 <= status < 500:
-        return Verdict(FAIL, f"refused a valid resource: HTTP {status}{_said(exchange)}")
+        return Judgement(Verdict.FAIL, f"refused a valid resource: HTTP {status}{_said(exchange)}")
     if status >= 500:
-        return Verdict(FAIL, f"server defect: HTTP {status} (5xx) on a valid resource"
+        return Judgement(Verdict.FAIL, f"server defect: HTTP {status} (5xx) on a valid resource"
                              f"{_said(exchange)}")
-    return Verdict(FAIL, f"unexpected HTTP {status} on a create")
+    return Judgement(Verdict.FAIL, f"unexpected HTTP {status} on a create")
 
 
 def _strict(key: str) -> int:
@@ -135,48 +136,48 @@ def _strict_status(body: Any) -> int:
     return PROFILE_VIOLATION_STATUS
 
 
-def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Verdict:
+def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Judgement:
     status = exchange.status
     assert status is not None
     what = case.constraint or "a rule"
     if 200 <= status < 300:
-        return Verdict(FAIL, f"accepted (HTTP {status}) a request that breaks {what}")
+        return Judgement(Verdict.FAIL, f"accepted (HTTP {status}) a request that breaks {what}")
     if status >= 500:
-        return Verdict(FAIL, f"server defect: HTTP {status} (5xx) instead of a 4xx refusal"
+        return Judgement(Verdict.FAIL, f"server defect: HTTP {status} (5xx) instead of a 4xx refusal"
                              f"{_said(exchange)}")
     if not 400 <= status < 500:
-        return Verdict(FAIL, f"neither accepted nor refused: HTTP {status}")
+        return Judgement(Verdict.FAIL, f"neither accepted nor refused: HTTP {status}")
     if strict:
         server_rule = rule(what)
         wanted = (server_rule.strict_status if server_rule and server_rule.strict_status
                   else _strict_status(case.body))
         if status != wanted:
-            return Verdict(FAIL, f"--strict: refused with HTTP {status}, not {wanted}"
+            return Judgement(Verdict.FAIL, f"--strict: refused with HTTP {status}, not {wanted}"
                                  f"{_said(exchange)}")
         if not outcome_errors(exchange.json):
-            return Verdict(FAIL, f"--strict: the refusal (HTTP {status}) carries no "
+            return Judgement(Verdict.FAIL, f"--strict: the refusal (HTTP {status}) carries no "
                                  f"OperationOutcome with an error issue")
-    return Verdict(PASS, f"refused (HTTP {status}){_said(exchange)}")
+    return Judgement(Verdict.PASS, f"refused (HTTP {status}){_said(exchange)}")
 
 
-def judge_read_back(sent: dict[str, Any], exchange: Exchange) -> Verdict:
+def judge_read_back(sent: dict[str, Any], exchange: Exchange) -> Judgement:
     """Whether the stored resource, read back, is the one that was sent."""
     if exchange.status in (401, 403):
         raise SetupError(f"GET {exchange.url} answered HTTP {exchange.status}: the credentials "
                          f"may create but not read")
     if exchange.status is None:  # timeout, dropped: nothing known about what was stored
-        return Verdict(ERROR, f"accepted, but the read-back got no answer: {exchange.error}")
+        return Judgement(Verdict.ERROR, f"accepted, but the read-back got no answer: {exchange.error}")
     if exchange.status != 200 or not isinstance(exchange.json, dict):
         answer = f"HTTP {exchange.status}"
-        detail = f": {exchange.error}" if exchange.error else _said(exchange)
-        return Verdict(FAIL, f"accepted, but reading it back failed ({answer}{detail})")
+        detail = f": {exchange.error}" if exchange.problem else _said(exchange)
+        return Judgement(Verdict.FAIL, f"accepted, but reading it back failed ({answer}{detail})")
     differences = stored_differences(sent, exchange.json)
     if differences:
         more = len(differences) - _MAX_DIFFERENCES
         listed = "; ".join(differences[:_MAX_DIFFERENCES]) + (f"; and {more} more" if more > 0
                                                               else "")
-        return Verdict(FAIL, f"accepted, but stored differently: {listed}")
-    return Verdict(PASS, "accepted and stored as sent")
+        return Judgement(Verdict.FAIL, f"accepted, but stored differently: {listed}")
+    return Judgement(Verdict.PASS, "accepted and stored as sent")
 
 
 def stored_differences(sent: dict[str, Any], stored: dict[str, Any]) -> list[str]:

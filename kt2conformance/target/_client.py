@@ -25,6 +25,7 @@ import httpx
 
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
+from kt2conformance._vocabulary import Problem
 from kt2conformance._koppeltaal import PRODUCTION_DOMAIN
 from kt2conformance.target._redact import redact, redact_headers
 
@@ -40,10 +41,11 @@ _CURL_SKIP = frozenset({"host", "content-length", "accept-encoding", "connection
 class Exchange:
     """One request and what came back, safe to put in a report (secrets already redacted).
 
-    `status` is None when no HTTP answer came at all. `error` is None for a usable answer;
-    otherwise it says what was wrong (timeout, dropped connection, body not JSON, empty or too
-    large body, unfollowed redirect, still throttled after the retries). A set `error` with a
-    set `status` means the server did answer, but not usably. Header names are lower case.
+    `status` is None when no HTTP answer came at all. `problem` is None for a usable answer;
+    otherwise it says, as a kind, what was wrong (timeout, dropped connection, body not JSON,
+    empty or too large body, unfollowed redirect, still throttled after the retries), and
+    `error` says it to a person. A set `problem` with a set `status` means the server did
+    answer, but not usably. Header names are lower case.
     The response body is kept up to the client's bound (1 MiB by default)."""
 
     method: str
@@ -57,6 +59,11 @@ class Exchange:
     error: str | None = None
     elapsed: float = 0.0
     attempts: int = 1
+    problem: Problem | None = None
+
+    def fail(self, problem: Problem, message: str) -> None:
+        """Mark the answer unusable: its kind for verdicts, its message for people."""
+        self.problem, self.error = problem, message
 
     def curl(self) -> str:
         """A command line that repeats this request, with credentials shown as <redacted>."""
@@ -210,8 +217,8 @@ class FhirClient:
             time.sleep(wait)
         exchange.attempts = attempt + 1
         exchange.elapsed = time.monotonic() - started
-        if exchange.status in RETRY_STATUSES and exchange.error is None:
-            exchange.error = f"still HTTP {exchange.status} after {attempt} retries"
+        if exchange.status in RETRY_STATUSES and exchange.problem is None:
+            exchange.fail(Problem.THROTTLED, f"still HTTP {exchange.status} after {attempt} retries")
         return exchange
 
     def _retry_wait(self, method: str, outcome: _Attempt, attempt: int) -> float | None:
@@ -249,14 +256,16 @@ class FhirClient:
         try:
             response = self._http.send(request, stream=True)
         except httpx.TimeoutException as exc:
-            exchange.error = _timeout_message(exc, self.timeout)
+            exchange.fail(*_timeout(exc, self.timeout))
             return _Attempt(exchange)
         except (httpx.ConnectError, httpx.ReadError, httpx.WriteError,
                 httpx.RemoteProtocolError) as exc:
-            exchange.error = f"{_transport_kind(exc)}: {_describe(exc)}"
+            problem = (Problem.CANNOT_CONNECT if isinstance(exc, httpx.ConnectError)
+                       else Problem.DROPPED)
+            exchange.fail(problem, f"{problem.value}: {_describe(exc)}")
             return _Attempt(exchange, dropped=True)
         except httpx.HTTPError as exc:
-            exchange.error = f"request failed: {_describe(exc)}"
+            exchange.fail(Problem.REQUEST_FAILED, f"request failed: {_describe(exc)}")
             return _Attempt(exchange)
         finally:
             # the auth flow has set its headers on the request by now, whatever happened
@@ -264,15 +273,18 @@ class FhirClient:
         try:
             exchange.status = response.status_code
             exchange.response_headers = redact_headers(response.headers.multi_items())
-            raw, exchange.error = self._read_body(response, started)
+            raw, unusable = self._read_body(response, started)
         finally:
             response.close()
         exchange.response_body = redact(raw.decode("utf-8", "replace"))
-        if exchange.error is None:
-            exchange.json, exchange.error = _interpret_body(response, raw, expect_json)
+        if unusable is None:
+            exchange.json, unusable = _interpret_body(response, raw, expect_json)
+        if unusable is not None:
+            exchange.fail(*unusable)
         return _Attempt(exchange)
 
-    def _read_body(self, response: httpx.Response, started: float) -> tuple[bytes, str | None]:
+    def _read_body(self, response: httpx.Response,
+                   started: float) -> tuple[bytes, tuple[Problem, str] | None]:
         """Up to `max_body` bytes of the (decoded) body, read in chunks so a huge or endless body
         cannot exhaust memory; a trickling body is cut off at the connect+read time budget."""
         budget = self.timeout[0] + self.timeout[1]
@@ -284,32 +296,36 @@ class FhirClient:
                 size += len(chunk)
                 if size > self.max_body:
                     return (b"".join(chunks)[: self.max_body],
-                            f"response body larger than {self.max_body} bytes: cut off")
+                            (Problem.BODY_TOO_LARGE,
+                             f"response body larger than {self.max_body} bytes: cut off"))
                 if time.monotonic() - started > budget:
-                    return b"".join(chunks), f"response body not complete within {budget:g} s"
+                    return b"".join(chunks), (Problem.BODY_INCOMPLETE,
+                                              f"response body not complete within {budget:g} s")
         except httpx.TimeoutException as exc:
-            return b"".join(chunks), f"body incomplete: {_timeout_message(exc, self.timeout)}"
+            return b"".join(chunks), (Problem.BODY_INCOMPLETE,
+                                      f"body incomplete: {_timeout(exc, self.timeout)[1]}")
         except httpx.HTTPError as exc:
-            return b"".join(chunks), f"connection dropped while reading the body: {_describe(exc)}"
+            return b"".join(chunks), (Problem.DROPPED, "connection dropped while reading the "
+                                                       f"body: {_describe(exc)}")
         return b"".join(chunks), None
 
 
 def _interpret_body(response: httpx.Response, raw: bytes,
-                    expect_json: bool) -> tuple[Any, str | None]:
+                    expect_json: bool) -> tuple[Any, tuple[Problem, str] | None]:
     """The parsed JSON of a complete answer, or why the answer is not usable."""
     if response.is_redirect:
-        return None, (f"redirect (HTTP {response.status_code}) to "
-                      f"{response.headers.get('location', '?')} not followed")
+        return None, (Problem.REDIRECT, f"redirect (HTTP {response.status_code}) to "
+                                         f"{response.headers.get('location', '?')} not followed")
     if not raw.strip():
         if expect_json and response.status_code not in (204, 304):
-            return None, f"empty response body (HTTP {response.status_code})"
+            return None, (Problem.EMPTY_BODY, f"empty response body (HTTP {response.status_code})")
         return None, None
     try:
         return json.loads(raw), None
     except (ValueError, RecursionError):
         content_type = response.headers.get("content-type", "no content type")
         snippet = " ".join(raw[:60].decode("utf-8", "replace").split())
-        return None, f"response body is not JSON ({content_type}): {snippet!r}"
+        return None, (Problem.NOT_JSON, f"response body is not JSON ({content_type}): {snippet!r}")
 
 
 def _segment(value: str) -> str:
@@ -322,16 +338,14 @@ def _describe(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
-def _transport_kind(exc: httpx.HTTPError) -> str:
-    return "cannot connect" if isinstance(exc, httpx.ConnectError) else "connection dropped"
-
-
-def _timeout_message(exc: httpx.TimeoutException, timeout: tuple[float, float]) -> str:
+def _timeout(exc: httpx.TimeoutException, timeout: tuple[float, float]) -> tuple[Problem, str]:
     if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return f"could not connect within {timeout[0]:g} s (connect timeout)"
+        return (Problem.CONNECT_TIMEOUT,
+                f"could not connect within {timeout[0]:g} s (connect timeout)")
     if isinstance(exc, httpx.WriteTimeout):
-        return f"could not send the request within {timeout[1]:g} s (write timeout)"
-    return f"no response within {timeout[1]:g} s (read timeout)"
+        return (Problem.WRITE_TIMEOUT,
+                f"could not send the request within {timeout[1]:g} s (write timeout)")
+    return Problem.READ_TIMEOUT, f"no response within {timeout[1]:g} s (read timeout)"
 
 
 def parse_retry_after(value: str | None) -> float | None:
