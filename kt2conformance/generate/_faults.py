@@ -1,7 +1,9 @@
 """One fault per constraint kind: how a minimal valid Task is changed to break one constraint key.
 
-`apply_fault` reads the key (`<element id>/<kind>`), makes the element present if needed and
-breaks it the way its kind says: a missing required element or part, one occurrence too many, a
+`apply_fault` looks the fault up by the key's kind in a table of small functions, one per kind
+(as hypothesis-jsonschema dispatches on keywords): the resource's own faults, an extension
+slice's, any other element's (made present first), and a server rule's from its row in
+kt2conformance._koppeltaal. Each breaks the element the way its kind says: a missing required element or part, one occurrence too many, a
 value of the wrong JSON type or lexical form, an unknown element, another code than the fixed or
 bound one, a reference to a resource type the target profiles don't allow. FHIRPath invariants
 can't be inverted in general; the invariants R4 and the profile use (inv-1, per-1, ref-1,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kt2conformance._koppeltaal import rule
@@ -26,7 +29,8 @@ from kt2conformance.generate._values import (
     TaskGenerator,
     render_datetime,
 )
-from kt2conformance.spec._tree import Node, datatype_invariants, datatype_template
+from kt2conformance._vocabulary import ConstraintKey, Kind
+from kt2conformance.spec._tree import Node, TypeRef, datatype_invariants, datatype_template
 
 def _locate(gen: TaskGenerator, c: Chooser, task: Task, element_id: str, clock: list[dt.datetime]) -> tuple[dict[str, Any], Node, list[dict[str, Any]]] | None:
     """Make the element `element_id` present in `task` (creating parents as needed) and return
@@ -95,9 +99,8 @@ def _bad_primitive_part(code: str) -> tuple[str, str] | None:
     return None
 
 
-def _break_invariant(key: str, c: Chooser, gen: TaskGenerator, value: Any) -> Any:
-    """A value of the element with invariant `key` broken, or None when there is no recipe."""
-    inv = key.split(":", 1)[1]
+def _break_invariant(inv: str, c: Chooser, gen: TaskGenerator, value: Any) -> Any:
+    """A value of the element with invariant `inv` broken, or None when there is no recipe."""
     clock = c.moments(2, unique=True)
     later, earlier = render_datetime(clock[1], c.choose(TIME_ZONES), False), render_datetime(clock[0], c.choose(TIME_ZONES), False)
     recipes: dict[str, Callable[[Any], Any]] = {
@@ -119,153 +122,310 @@ def _break_invariant(key: str, c: Chooser, gen: TaskGenerator, value: Any) -> An
     return None if recipe is None else recipe(value)
 
 
+@dataclass
+class _Site:
+    """The element a fault breaks, made present in the Task: the object holding it, its node,
+    its instances (for a slice) and the property its value sits under (None for a slice)."""
+
+    gen: TaskGenerator
+    c: Chooser
+    task: Task
+    kind: Kind
+    detail: str | None
+    holder: dict[str, Any]
+    node: Node
+    instances: list[dict[str, Any]]
+    prop: str | None
+
+    @property
+    def tref(self) -> TypeRef:
+        return self.node.types[0]
+
+    @property
+    def value(self) -> Any:
+        assert self.prop is not None
+        return self.holder[self.prop]
+
+    @property
+    def first(self) -> Any:
+        """The value, or its first item when the element repeats."""
+        value = self.value
+        return value[0] if isinstance(value, list) and value else value
+
+    def put(self, new: Any) -> Task:
+        """The Task with the (first) value replaced by `new`."""
+        assert self.prop is not None
+        value = self.value
+        self.holder[self.prop] = [new] + value[1:] if isinstance(value, list) else new
+        return self.task
+
+    def companion(self, part: dict[str, Any]) -> Task:
+        """The Task with primitive `prop` given a `_prop` (its id and extensions), shaped like
+        the value."""
+        assert self.prop is not None
+        value = self.value
+        self.holder["_" + self.prop] = ([part] + [None] * (len(value) - 1)
+                                        if isinstance(value, list) else part)
+        return self.task
+
+
+_Fault = Callable[[_Site], "Task | None"]
+
+
+# -- the resource itself ---------------------------------------------------------------------
+
+def _resource_type(gen: TaskGenerator, c: Chooser, task: Task, detail: str | None) -> Task | None:
+    other = c.choose(["Patient", "ServiceRequest", None])
+    return ({k: v for k, v in task.items() if k != "resourceType"}
+            | ({"resourceType": other} if other else {}))
+
+
+def _resource_unknown(gen: TaskGenerator, c: Chooser, task: Task,
+                      detail: str | None) -> Task | None:
+    return {**task, c.choose(["priorityCode", "comment", "assignee"]): "x"}
+
+
+def _resource_invariant(gen: TaskGenerator, c: Chooser, task: Task,
+                        detail: str | None) -> Task | None:
+    assert detail is not None
+    return _break_invariant(detail, c, gen, task)
+
+
+_RESOURCE_FAULTS: dict[Kind, Callable[[TaskGenerator, Chooser, Task, str | None], Task | None]] = {
+    Kind.TYPE: _resource_type,
+    Kind.UNKNOWN: _resource_unknown,
+    Kind.CONSTRAINT: _resource_invariant,
+}
+
+
+# -- an extension slice (the holder is its first instance) ------------------------------------
+
+def _slice_unknown(site: _Site) -> Task | None:
+    site.holder["unknownElement"] = "x"
+    return site.task
+
+
+def _slice_ext1(site: _Site) -> Task | None:
+    """A slice instance without its value (ext-1: a value or nested extensions)."""
+    if site.detail != "ext-1":
+        return None
+    for k in [k for k in site.holder if k.startswith("value")]:
+        site.holder.pop(k)
+    return site.task
+
+
+def _slice_max(site: _Site) -> Task | None:
+    """Copies of the slice's first instance, next to it."""
+    element = site.node.id
+    if element.count(".") != 1:
+        return None  # a slice below the resource's own extensions: no recipe
+    name = element.split(".")[1].split(":")[0]
+    copies = (site.node.max or 0) + 1 - len(site.instances)
+    site.task[name] = site.task[name] + [dict(site.holder) for _ in range(copies)]
+    return site.task
+
+
+_SLICE_FAULTS: dict[Kind, _Fault] = {
+    Kind.UNKNOWN: _slice_unknown,
+    Kind.CONSTRAINT: _slice_ext1,
+    Kind.MAX: _slice_max,
+}
+
+
+# -- any other element ----------------------------------------------------------------------
+
+def _min(site: _Site) -> Task | None:
+    """The element goes missing, or, for an optional datatype element, a required part of it."""
+    node, prop = site.node, site.prop
+    if node.min == 0 and prop is not None:
+        value, first = site.value, site.first
+        parts = [p for p in required_parts(node) if isinstance(first, dict) and p in first]
+        if not parts:
+            return None
+        lacking = {k: v for k, v in first.items() if k != site.c.choose(parts)}
+        site.holder[prop] = [lacking] + value[1:] if isinstance(value, list) else lacking
+        return site.task
+    site.holder.pop(prop, None)
+    return site.task
+
+
+def _max(site: _Site) -> Task | None:
+    """One occurrence too many (a forbidden element is already present)."""
+    node = site.node
+    if node.forbidden:
+        return site.task
+    assert site.prop is not None
+    value = site.value
+    site.holder[site.prop] = [value] * ((node.max or 0) + 1) if node.is_array else value
+    return site.task if node.is_array else None
+
+
+def _type(site: _Site) -> Task | None:
+    node, tref = site.node, site.tref
+    if node.is_choice:
+        assert site.prop is not None
+        site.holder.pop(site.prop)
+        no_string = all(t.code != "string" for t in node.types)
+        site.holder[node.name[:-3] + "String"] = "x" if no_string else None
+        return site.task if no_string else None
+    if tref.primitive is not None:
+        return site.put(_WRONG_TYPE.get(tref.code, 12345))
+    return site.put("x")
+
+
+def _format(site: _Site) -> Task | None:
+    tref = site.tref
+    if tref.primitive is not None:
+        return site.put(_BAD_FORMAT[tref.code]) if tref.code in _BAD_FORMAT else None
+    part = _bad_primitive_part(tref.code)
+    first = site.first
+    if part is None or not isinstance(first, dict):
+        return None
+    name, code = part
+    return site.put({**first, name: _BAD_FORMAT[code]})
+
+
+def _unknown(site: _Site) -> Task | None:
+    if site.tref.primitive is not None:  # `_x` holds only id and extension
+        return site.companion({"unknownElement": "x"})
+    first = site.first
+    return site.put({**first, "unknownElement": "x"}) if isinstance(first, dict) else None
+
+
+def _fixed(site: _Site) -> Task | None:
+    node = site.node
+    fixed = node.fixed[1] if node.fixed else None
+    codes = site.gen.oracle.expansion(node.binding[1]) if node.binding else None
+    options = (sorted(code for _, code in codes if code != fixed) if codes
+               else [w for w in WORDS if w != fixed])
+    return site.put(site.c.choose(options))
+
+
+def _pattern(site: _Site) -> Task | None:
+    if isinstance(site.first, dict):
+        return site.put({"coding": [{"system": "http://example.org/other",
+                                     "code": site.c.choose(WORDS)}]})
+    return site.put("other")
+
+
+def _binding(site: _Site) -> Task | None:
+    bogus = site.c.choose(["bogus", "not-in-valueset", "unknown-code"])
+    code = site.tref.code
+    if code == "code":
+        return site.put(bogus)
+    if code == "Coding":
+        return site.put({"system": "http://example.org/cs", "code": bogus})
+    return site.put({"coding": [{"system": "http://example.org/cs", "code": bogus}]})
+
+
+def _target_profile(site: _Site) -> Task | None:
+    tref = site.tref
+    wrong = sorted(t for t in site.gen.refs if t not in tref.target_types)
+    if not wrong:
+        return None
+    rtype = site.c.choose(wrong)
+    if tref.code == "canonical":
+        return site.put(f"http://example.org/fhir/{rtype}/{site.c.choose(WORDS)}")
+    return site.put({"reference": site.gen.refs[rtype]})
+
+
+def _ele1(site: _Site) -> Task | None:
+    """An element with neither a value nor children."""
+    if site.tref.primitive is not None:
+        assert site.prop is not None
+        value = site.holder.pop(site.prop)
+        site.holder["_" + site.prop] = [{}] if isinstance(value, list) else {}
+        return site.task
+    return site.put({})
+
+
+def _ext1(site: _Site) -> Task | None:
+    """An extension with both a value and nested extensions."""
+    ext = {"url": "http://example.org/fhir/StructureDefinition/nested", "valueString": "x"}
+    first = site.first
+    if site.tref.code == "Extension":  # the extension itself gets both a value and extensions
+        return site.put({**first, "extension": [ext]} if "extension" not in first
+                        else {k: v for k, v in first.items() if k != "extension"})
+    both = {**ext, "extension": [ext]}  # an extension on the element, with both
+    if site.tref.primitive is not None:
+        return site.companion({"extension": [both]})
+    return site.put({**first, "extension": [both]}) if isinstance(first, dict) else None
+
+
+def _invariant(site: _Site) -> Task | None:
+    """Any other invariant: built where the datatype declares it, then broken by its recipe."""
+    first, inv = site.first, site.detail
+    assert inv is not None
+    if not isinstance(first, dict):
+        return None
+    path = _invariant_path(site.tref.code, inv)
+    if path is None:  # declared on a part of the datatype (txt-1 on Narrative.div)
+        broken = _break_invariant(inv, site.c, site.gen, first)
+        return None if broken is None else site.put(broken)
+    target = dict(first)
+    inner = target
+    for name, is_array in path:  # build the nested element that carries the invariant
+        inner[name] = {}
+        parent, inner = inner, inner[name]
+        if is_array:
+            parent[name] = [inner]
+    broken = _break_invariant(inv, site.c, site.gen, inner)
+    if broken is None:
+        return None
+    inner.clear()
+    inner.update(broken)
+    return site.put(target)
+
+
+# ele-1 and ext-1 are broken structurally; every other invariant through its recipe.
+_INVARIANT_FAULTS: dict[str, _Fault] = {"ele-1": _ele1, "ext-1": _ext1}
+
+
+def _constraint(site: _Site) -> Task | None:
+    assert site.detail is not None
+    return _INVARIANT_FAULTS.get(site.detail, _invariant)(site)
+
+
+_ELEMENT_FAULTS: dict[Kind, _Fault] = {
+    Kind.MIN: _min,
+    Kind.MAX: _max,
+    Kind.TYPE: _type,
+    Kind.FORMAT: _format,
+    Kind.UNKNOWN: _unknown,
+    Kind.FIXED: _fixed,
+    Kind.PATTERN: _pattern,
+    Kind.BINDING: _binding,
+    Kind.TARGET_PROFILE: _target_profile,
+    Kind.CONSTRAINT: _constraint,
+}
+# Kinds that need the element's value in place (min and max also work on what is absent).
+_NEEDS_VALUE = frozenset(_ELEMENT_FAULTS) - {Kind.MIN, Kind.MAX}
+
+
 def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task) -> Task | None:
-    """Apply the one fault that breaks `key` to a minimal valid `task`; None if no recipe."""
-    element_id, _, kind = key.partition("/")
+    """Apply the one fault that breaks `key` to a minimal valid `task`; None if no recipe.
+    The fault is looked up by the key's kind: a Koppeltaal server rule's own fault (its row in
+    kt2conformance._koppeltaal), else the recipe for the resource, a slice or an element."""
     server_rule = rule(key)
     if server_rule is not None:
         return None if server_rule.fault is None else server_rule.fault(c, task)
+    parsed = ConstraintKey.parse(key)
     clock = c.moments(4)
-    if element_id == gen.tree.id:  # the resource itself
-        if kind == "type":
-            other = c.choose(["Patient", "ServiceRequest", None])
-            return {k: v for k, v in task.items() if k != "resourceType"} | ({"resourceType": other} if other else {})
-        if kind == "unknown":
-            return {**task, c.choose(["priorityCode", "comment", "assignee"]): "x"}
-        if kind.startswith("constraint:"):
-            return _break_invariant(kind, c, gen, task)
-        return None
-    located = _locate(gen, c, task, element_id, clock)
+    if parsed.element == gen.tree.id:  # the resource itself
+        resource_fault = _RESOURCE_FAULTS.get(parsed.kind)
+        return None if resource_fault is None else resource_fault(gen, c, task, parsed.detail)
+    located = _locate(gen, c, task, parsed.element, clock)
     if located is None:
         return None
     holder, node, instances = located
-    prop = _prop_of(holder, node) if node.slice_name is None else None
-    tref = node.types[0] if node.types else None
-    if node.slice_name is not None and kind in ("unknown", "constraint:ext-1"):
-        # holder is an extension of the slice: add an unknown element, or take away its value
-        if kind == "unknown":
-            holder["unknownElement"] = "x"
-        else:
-            for k in [k for k in holder if k.startswith("value")]:
-                holder.pop(k)
-        return task
-    if kind == "min":
-        if node.slice_name is not None:
-            return None
-        if node.min == 0 and prop is not None:  # a required part of the datatype goes missing
-            value = holder[prop]
-            first = value[0] if isinstance(value, list) else value
-            parts = [p for p in required_parts(node) if isinstance(first, dict) and p in first]
-            if not parts:
-                return None
-            lacking = {k: v for k, v in first.items() if k != c.choose(parts)}
-            holder[prop] = [lacking] + value[1:] if isinstance(value, list) else lacking
-            return task
-        holder.pop(prop, None)
-        return task
-    if kind == "max":
-        if node.slice_name is not None:  # copies of its first instance, next to it
-            if element_id.count(".") != 1:
-                return None  # a slice below the resource's own extensions: no recipe
-            name = element_id.split(".")[1].split(":")[0]
-            task[name] = task[name] + [dict(holder) for _ in range((node.max or 0) + 1 - len(instances))]
-            return task
-        if node.forbidden:
-            return task  # _locate already made it present
-        value = holder[prop]
-        holder[prop] = [value] * ((node.max or 0) + 1) if node.is_array else value
-        return task if node.is_array else None
-    if prop is None or tref is None:
+    is_slice = node.slice_name is not None
+    prop = None if is_slice else _prop_of(holder, node)
+    fault = (_SLICE_FAULTS if is_slice else _ELEMENT_FAULTS).get(parsed.kind)
+    if fault is None:
         return None
-    value = holder[prop]
-    first = value[0] if isinstance(value, list) and value else value
-    def companion(part: dict[str, Any]) -> Task:
-        """Give primitive `prop` a `_prop` (its id and extensions), shaped like the value."""
-        holder["_" + prop] = [part] + [None] * (len(value) - 1) if isinstance(value, list) else part
-        return task
-
-    def put(new: Any) -> Task:
-        holder[prop] = [new] + value[1:] if isinstance(value, list) else new
-        return task
-    if kind == "type":
-        if node.is_choice:
-            holder.pop(prop)
-            holder[node.name[:-3] + "String"] = "x" if all(t.code != "string" for t in node.types) else None
-            return task if all(t.code != "string" for t in node.types) else None
-        if tref.primitive is not None:
-            return put(_WRONG_TYPE.get(tref.code, 12345))
-        return put("x")
-    if kind == "format":
-        if tref.primitive is not None:
-            return put(_BAD_FORMAT.get(tref.code, "")) if tref.code in _BAD_FORMAT else None
-        part = _bad_primitive_part(tref.code)
-        if part is None or not isinstance(first, dict):
-            return None
-        name, code = part
-        return put({**first, name: _BAD_FORMAT[code]})
-    if kind == "unknown":
-        if tref.primitive is not None:  # `_x` holds only id and extension
-            return companion({"unknownElement": "x"})
-        return put({**first, "unknownElement": "x"}) if isinstance(first, dict) else None
-    if kind == "fixed":
-        fixed = node.fixed[1] if node.fixed else None
-        codes = gen.oracle.expansion(node.binding[1]) if node.binding else None
-        options = sorted(c for _, c in codes if c != fixed) if codes else [w for w in WORDS if w != fixed]
-        return put(c.choose(options))
-    if kind == "pattern":
-        return put({"coding": [{"system": "http://example.org/other", "code": c.choose(WORDS)}]}) if isinstance(first, dict) else put("other")
-    if kind == "binding":
-        bogus = c.choose(["bogus", "not-in-valueset", "unknown-code"])
-        if tref.code == "code":
-            return put(bogus)
-        if tref.code == "Coding":
-            return put({"system": "http://example.org/cs", "code": bogus})
-        return put({"coding": [{"system": "http://example.org/cs", "code": bogus}]})
-    if kind == "targetProfile":
-        wrong = sorted(t for t in gen.refs if t not in tref.target_types)
-        if not wrong:
-            return None
-        rtype = c.choose(wrong)
-        if tref.code == "canonical":
-            return put(f"http://example.org/fhir/{rtype}/{c.choose(WORDS)}")
-        return put({"reference": gen.refs[rtype]})
-    if kind == "constraint:ele-1":
-        if tref.primitive is not None:
-            holder.pop(prop)
-            holder["_" + prop] = [{}] if isinstance(value, list) else {}
-            return task
-        return put({})
-    if kind == "constraint:ext-1":
-        ext = {"url": "http://example.org/fhir/StructureDefinition/nested", "valueString": "x"}
-        if node.slice_name is not None:
-            holder.pop(next((k for k in holder if k.startswith("value")), ""), None)
-            return task
-        if tref.code == "Extension":  # the extension itself gets both a value and extensions
-            return put({**first, "extension": [ext]} if "extension" not in first else {k: v for k, v in first.items() if k != "extension"})
-        both = {**ext, "extension": [ext]}  # an extension on the element, with both
-        if tref.primitive is not None:
-            return companion({"extension": [both]})
-        return put({**first, "extension": [both]}) if isinstance(first, dict) else None
-    if kind.startswith("constraint:") and isinstance(first, dict):
-        inv = kind.split(":", 1)[1]
-        path = _invariant_path(tref.code, inv)
-        if path is None:  # declared on a part of the datatype (txt-1 on Narrative.div)
-            broken = _break_invariant(kind, c, gen, first)
-            return None if broken is None else put(broken)
-        target = dict(first)
-        inner = target
-        for name, is_array in path:  # build the nested element that carries the invariant
-            inner[name] = {}
-            parent, inner = inner, inner[name]
-            if is_array:
-                parent[name] = [inner]
-        broken = _break_invariant(kind, c, gen, inner)
-        if broken is None:
-            return None
-        inner.clear()
-        inner.update(broken)
-        return put(target)
-    return None
+    if not is_slice and parsed.kind in _NEEDS_VALUE and (prop is None or not node.types):
+        return None
+    return fault(_Site(gen, c, task, parsed.kind, parsed.detail, holder, node, instances, prop))
 
 
 def _invariant_path(code: str, inv: str, seen: frozenset[str] = frozenset()) -> list[tuple[str, bool]] | None:
