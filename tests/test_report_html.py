@@ -1,60 +1,160 @@
-"""The HTML report as a tester sees it: rendered by headless Chromium (pytest-html builds its
-results table with JavaScript, so the file's text alone doesn't show what a browser shows)."""
+"""report.html as a tester sees it: rendered by headless Chromium (the system's, driven by
+Playwright) and checked in the DOM. Two real runs against the embedded reference server, the
+second through a proxy that lets a forbidden `note` through, compared with the first as its
+baseline: the banner, the counts (equal in the console line, report.html, junit.xml and
+summary.json), the failing case with its offending element highlighted, the filters and the
+search box, the baseline comparison, and pytest-html's part below ours."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
-import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from faulty_targets import faulty_target
 
 from kt2conformance.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (.ci/setup installs it)")
-_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = [pytest.mark.server,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (.ci/setup installs it)")]
+SUBSET = "note or valid_tasks or example or owner or dom-6"  # a few constraints: the runs stay short
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("reports")
-    assert main(["run", "--examples", "1", "--reports", str(folder)]) in (0, 1)
-    return folder
+def runs(reference_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A conforming baseline run, then a failing run compared with it (console output kept)."""
+    base = tmp_path_factory.mktemp("baseline")
+    failing = tmp_path_factory.mktemp("failing")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code0 = main(["run", "--target", reference_server.base_url, "--examples", "2",
+                      "--reports", str(base), "--", "-k", SUBSET])
+    with faulty_target(reference_server.base_url, "lets-note-through") as target:
+        console = io.StringIO()
+        with contextlib.redirect_stdout(console):
+            code1 = main(["run", "--target", target, "--examples", "2", "--reports", str(failing),
+                          "--baseline", str(base / "summary.json"), "--", "-k", SUBSET])
+    assert (code0, code1) == (0, 1), out.getvalue()[-2000:] + console.getvalue()[-2000:]
+    return {"baseline": base, "failing": failing, "console": console.getvalue()}
 
 
-def _chromium(tmp: Path, *args: str) -> str:
-    done = subprocess.run([CHROMIUM, *_FLAGS, f"--user-data-dir={tmp / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=120, check=True)
-    return done.stdout
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
 
 
-def test_rendered_report_shows_matrix_and_every_test(reports: Path, tmp_path: Path) -> None:
-    dom = _chromium(tmp_path, "--dump-dom", (reports / "report.html").as_uri())
-    summary = json.loads((reports / "summary.json").read_text())
-
-    matrix = dom[dom.index('id="kt-constraint-matrix"'):]
-    matrix = matrix[:matrix.index("</table>")]
-    assert "Constraint matrix" in matrix
-    # every constraint summary.json judged has its row in the matrix, with its status
-    for key, entry in summary["constraints"].items():
-        assert f">{key}<" in matrix, key
-    not_enforced = [k for k, e in summary["constraints"].items() if e["enforced"] is False]
-    assert matrix.count(">not enforced<") >= len(not_enforced)
-    # the matrix comes before pytest-html's results table
-    assert dom.index('id="kt-constraint-matrix"') < dom.index('id="results-table"')
-    # the results table was built by the page's script: one row per test
-    rows = re.findall(r'class="results-table-row (passed|failed|skipped|error)"', dom)
-    junit = (reports / "junit.xml").read_text()
-    assert len(rows) == int(re.search(r'tests="(\d+)"', junit).group(1))
+def _open(browser: Any, report: Path) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else outside.append(r.url))
+    page.goto(report.as_uri())
+    page.wait_for_selector("html[data-kt-ready]")
+    page.outside = outside
+    return page
 
 
-def test_report_screenshot_is_not_blank(reports: Path, tmp_path: Path) -> None:
-    shot = tmp_path / "report.png"
-    _chromium(tmp_path, "--window-size=1400,1000", f"--screenshot={shot}", (reports / "report.html").as_uri())
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 20_000  # a rendered page of tables, not an empty white page
+def test_banner_and_one_set_of_counts(runs: dict[str, Any], browser: Any) -> None:
+    folder = runs["failing"]
+    page = _open(browser, folder / "report.html")
+    assert page.inner_text("#kt-verdict") == "DOES NOT CONFORM"
+    assert page.inner_text("#kt-why") == "1 constraint not enforced, 0 over-strict, 0 data-loss findings"
+    totals = json.loads((folder / "summary.json").read_text())["totals"]
+    counts = page.locator("#kt-counts")
+    shown = {k: int(counts.get_attribute(f"data-{k}")) for k in ("cases", "passed", "failed", "errors")}
+    assert shown == {k: totals[k] for k in shown}
+    line = (f"{totals['cases']} cases: {totals['passed']} passed, {totals['failed']} failed, "
+            f"{totals['errors']} errors")
+    assert page.inner_text("#kt-counts") == line
+    assert f"DOES NOT CONFORM (1 constraint not enforced, 0 over-strict, 0 data-loss findings) — {line}" \
+        in runs["console"]
+    suite = ET.parse(folder / "junit.xml").getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == (
+        str(totals["cases"]), str(totals["failed"]), str(totals["errors"]))
+    assert len(suite.findall(".//testcase")) == totals["cases"]
+    # the banner is the first thing on the page, and nothing was fetched from outside
+    assert page.evaluate("document.getElementById('title').nextElementSibling.id") == "kt-report"
+    assert page.outside == []
+
+
+def test_failing_case_explains_itself(runs: dict[str, Any], browser: Any) -> None:
+    page = _open(browser, runs["failing"] / "report.html")
+    block = page.locator("#kt-f-Task-note-max")
+    assert block.locator(".kt-lead").inner_text() == \
+        "The server stored a Task with note; KT2Task forbids Task.note (max 0)."
+    assert "Task.note 0..0" in block.locator(".kt-constraint").inner_text()
+    minimal = block.locator(".kt-case").first
+    assert "minimal failing example" in minimal.inner_text()
+    added = minimal.locator(".kt-dadd").all_inner_texts()
+    assert any('"note"' in line for line in added)
+    assert not any('"note"' in line for line in minimal.locator(".kt-ddel").all_inner_texts())
+    # each failing case shows the Task sent with exactly the `note` element highlighted
+    for case in block.locator(".kt-case").all():
+        marked = case.locator(".kt-json .kt-hl").all_text_contents()
+        assert marked and marked[0].strip().startswith('"note"'), marked
+        assert all("owner" not in line for line in marked)
+    assert block.locator(".kt-curl pre").first.text_content().startswith("curl -sS")
+    assert block.locator(".kt-copy").count() == block.locator(".kt-case").count()
+    # the overview row links to the explanation
+    assert page.locator('#kt-overview a[href="#kt-f-Task-note-max"]').count() == 1
+
+
+def test_filters_and_search(runs: dict[str, Any], browser: Any) -> None:
+    page = _open(browser, runs["failing"] / "report.html")
+    visible = "r => r.filter(e => e.offsetParent !== null).map(e => e.dataset.status)"
+    before = page.eval_on_selector_all("#kt-overview .kt-row", visible)
+    assert "enforced" in before and "not-enforced" in before
+    # the group with the finding comes first after the valid resources, open
+    groups = page.eval_on_selector_all(".kt-group", "g => g.map(e => [e.dataset.status, e.open])")
+    assert groups[1] == ["not-enforced", True]
+    page.click('.kt-filter[data-status="enforced"]')
+    after = page.eval_on_selector_all("#kt-overview .kt-row", "r => r.filter(e => !e.hidden).map(e => e.dataset.status)")
+    assert "enforced" not in after and "not-enforced" in after
+    page.click('.kt-filter[data-status="enforced"]')
+    page.fill("#kt-search", "task.owner min")
+    rows = page.eval_on_selector_all("#kt-overview .kt-row", "r => r.filter(e => !e.hidden).map(e => e.dataset.search)")
+    assert rows and all("task.owner" in r and "min" in r for r in rows)
+    assert page.inner_text("#kt-shown") == f"{len(rows)} constraint row{'s' if len(rows) != 1 else ''} shown"
+    page.fill("#kt-search", "no such constraint at all")
+    assert page.is_visible("#kt-none")
+
+
+def test_baseline_comparison(runs: dict[str, Any], browser: Any) -> None:
+    page = _open(browser, runs["failing"] / "report.html")
+    regressed = page.inner_text('#kt-baseline [data-change="regressed"]')
+    assert "Task.note/max: enforced → not enforced" in regressed
+    assert page.locator('#kt-baseline [data-change="fixed"]').count() == 0
+    assert "regressed (1): Task.note/max" in runs["console"]
+    # the baseline itself conforms, with no comparison section
+    base = _open(browser, runs["baseline"] / "report.html")
+    assert base.inner_text("#kt-verdict") == "CONFORMS"
+    assert base.locator("#kt-baseline").count() == 0
+
+
+def test_pytest_html_part_reads_well(runs: dict[str, Any], browser: Any) -> None:
+    page = _open(browser, runs["failing"] / "report.html")
+    text = page.inner_text("body")
+    assert "No log output captured" not in text
+    assert not re.search(r"\('/[^']*', \d+, 'Skipped", text)
+    # the environment table is at the bottom, below the results table
+    order = page.evaluate("""() => {
+        const env = document.getElementById('environment'), res = document.getElementById('results-table');
+        return !!(res.compareDocumentPosition(env) & Node.DOCUMENT_POSITION_FOLLOWING); }""")
+    assert order
+    page.click("#show_all_details")
+    skipped = page.eval_on_selector_all("tbody.results-table-row", """b => b
+        .filter(e => e.querySelector('.col-result').textContent === 'Skipped')
+        .map(e => e.querySelector('.log').textContent)""")
+    assert skipped and all(s.startswith("Not tested: ") for s in skipped), skipped[:3]

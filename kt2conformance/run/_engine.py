@@ -1,7 +1,8 @@
 """One conformance run, without pytest: the profile and its constraints, the target (started when
 none is given) with its auth, the prerequisites, the thread pool the cases go through, probing
 (send, judge, read back, delete, record), shrinking a failing property to its smallest Task,
-and at the end cleaning up the target and writing summary.json.
+and at the end cleaning up the target and writing the reports (summary.json here; junit.xml
+and report.html's own section through `Reporting`).
 
 Set-up problems (unreachable target, 401/403, prerequisites refused) raise `UsageError`; the
 pytest plugin (`_plugin`) turns them into the contract's exit code 2 and presents the outcomes.
@@ -11,12 +12,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cached_property
-from html import escape
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,20 @@ from hypothesis.strategies import SearchStrategy
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import SERVER_RULES, rule
-from kt2conformance.generate._strategies import Prerequisites, invalid_tasks, unviolable
+from kt2conformance.generate._strategies import (
+    Prerequisites,
+    invalid_tasks,
+    unviolable,
+    valid_tasks,
+)
 from kt2conformance.generate._values import oracle_for
 from kt2conformance._vocabulary import Expectation, Verdict
 from kt2conformance.run._cases import Case, property_seed, shrink
 from kt2conformance.run._options import Options
-from kt2conformance.run._report import CaseLog, Outcome, Tallies, matrix_html, write_summary
-from kt2conformance.run._verdicts import judge, judge_read_back, outcome_elements
+from kt2conformance.report import BaselineError, RunVerdict, load_baseline
+from kt2conformance.run._report import CaseLog, Outcome, Tallies, write_summary
+from kt2conformance.run._reporting import Reporting
+from kt2conformance.run._verdicts import judge, judge_read_back
 from kt2conformance.spec._constraints import Constraint, derive_constraints
 from kt2conformance.spec._profile import load_profile
 from kt2conformance.target._auth import build_auth
@@ -59,6 +65,16 @@ class Engine:
             c.key: c for c in derive_constraints(self.profile)}
         self.reports = Path(options.reports)
         self.log = CaseLog(self.reports)
+        baseline = None
+        if options.baseline:
+            try:
+                baseline = (options.baseline, load_baseline(options.baseline))
+            except BaselineError as exc:
+                raise UsageError(str(exc)) from None
+        self.reporting = Reporting(self.profile, self.oracle, self.constraints, self.reports,
+                                   baseline)
+        # junit.xml is the engine's own (one testcase per case) unless a caller wants another
+        self.junit: Path | None = self.reports / "junit.xml"
         self.skipped: dict[str, str] = {}
         self.outcome: dict[str, Any] | None = None
         self.target: str | None = options.target
@@ -72,7 +88,6 @@ class Engine:
         self._clock = time.monotonic()
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency)
         self._tallies = Tallies()
-        self._refused_at: Counter[str] = Counter()
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -130,11 +145,9 @@ class Engine:
         return outcomes
 
     def _record(self, outcome: Outcome) -> None:
-        """Log the case; for a refused valid resource also count where the server's
-        OperationOutcome points, so the matrix can say what the target is over-strict about."""
+        """Log the case, and hand it to the reports (which keep a few a constraint in full)."""
         self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)
-        if outcome.case.expected is Expectation.ACCEPT and outcome.verdict.verdict is Verdict.FAIL:
-            self._refused_at.update(outcome_elements(outcome.exchange.json))
+        self.reporting.record(outcome)
 
     def _probe(self, case: Case, exchange: Exchange | None = None) -> Outcome:
         assert self.client is not None and self.tracker is not None
@@ -184,6 +197,12 @@ class Engine:
         minimal = None
         if any(o.verdict.verdict is Verdict.FAIL for o in outcomes):
             minimal = self._shrink(strategy, count, seed, cases[0])
+        if minimal is not None:
+            if self.reporting.minimal_valid is None and isinstance(minimal.case.body, dict):
+                # what report.html shows the minimal failing Task against: the smallest valid Task
+                self.reporting.minimal_valid = shrink(valid_tasks(self.profile, self.prereqs),
+                                                      1, 0, lambda task: True)
+            self.reporting.minimal(minimal)
         return outcomes, minimal
 
     def _shrink(self, strategy: SearchStrategy[Any], count: int, seed: int,
@@ -215,9 +234,10 @@ class Engine:
 
     # -- the end ---------------------------------------------------------------------------------
 
-    def finish(self) -> None:
-        """Clean up the target, then write summary.json. Safe after failures, set-up errors and
-        Ctrl-C: it deletes whatever was created and records whatever was judged."""
+    def finish(self, stopped: str | None = None) -> RunVerdict:
+        """Clean up the target, then write summary.json, junit.xml and report.html's section.
+        Safe after failures, set-up errors and Ctrl-C: it deletes whatever was created and
+        records whatever was judged. `stopped` says why the run ended before every case ran."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.leftovers = self.tracker.delete_all() if self.tracker else []
         if self.client is not None:
@@ -236,23 +256,19 @@ class Engine:
             "duration_s": duration,
         }
         write_summary(self.reports / "summary.json", head, self._tallies, self.log)
+        verdict = self.reporting.finish(head, self._tallies, self.log, self.skipped, self.junit,
+                                        self.options.strict, stopped)
         self.log.close()
+        comparison = self.reporting.comparison
         self.outcome = {"target": self.target, "duration_s": duration,
-                        "totals": self._tallies.totals, "valid_refused": self._tallies.valid.failed,
+                        "totals": self._tallies.totals, "verdict": verdict.line(),
+                        "conforms": verdict.outcome.name == "CONFORMS",
+                        "baseline": comparison.lines() if comparison else None,
                         "constraints": self._tallies.constraints()}
+        return verdict
 
     def package(self) -> str | None:
         """The profile's package as FHIR writes it, `name#version` (the profile's own version
         says little: KT2Task 0.8.1 ships in koppeltaalv2.00 0.16.2)."""
         name, version = self.profile.package, self.profile.package_version
         return f"{name}#{version}" if name and version else name
-
-    def summary_html(self) -> list[str]:
-        """The top of report.html: what was run against what, then the constraint matrix."""
-        profile = f"{self.profile.url}|{self.profile.version} ({self.package()})"
-        return [f"<p>target <code>{escape(str(self.target))}</code>, profile "
-                f"<code>{escape(profile)}</code>, seed {self.options.seed}"
-                f"{', strict' if self.options.strict else ''}</p>",
-                matrix_html(self._tallies, {key: c.description
-                                            for key, c in self.constraints.items()},
-                            self.skipped, self._refused_at)]

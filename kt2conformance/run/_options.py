@@ -52,6 +52,9 @@ class Options:
                                    "(default 30)", type=float, metavar="S")
     rate: float | None = _option(None, "at most N requests a second to the target "
                                        "(default: no limit)", type=float, metavar="N")
+    baseline: str | None = _option(None, "an earlier run's summary.json: list the constraints "
+                                         "that regressed, were fixed or are new since then",
+                                   metavar="PATH")
     allow_production: bool = _option(False, "run even against a target that looks like "
                                             "production")
 

@@ -3,9 +3,9 @@ thin hooks around the run engine (`_engine`).
 
 It adds the `--kt-` options (the options of `kt2conformance run`, docs/contract.md) and, when the
 suites in `suites/` are run, a `Harness` for the session: the engine, plus what pytest needs to
-present it: report.html and junit.xml through pytest-html and pytest's JUnit writer (defaulted
-into the reports folder), a failed test per constraint the target misjudged, skips with their
-reasons. Other pytest runs in the same environment (the project's own tests) see only the
+present it: report.html through pytest-html (defaulted into the reports folder; the engine's
+section on top), a failed test per constraint the target misjudged, skips with their reasons.
+junit.xml is the engine's own (one testcase per case) unless --junitxml asks for pytest's. Other pytest runs in the same environment (the project's own tests) see only the
 options: the plugin stays inert.
 
 Set-up problems (unreachable target, 401/403, prerequisites refused) end the run at once through
@@ -29,15 +29,14 @@ from kt2conformance._vocabulary import Expectation, Verdict
 from kt2conformance.run._cases import Case
 from kt2conformance.run._engine import Engine
 from kt2conformance.run._options import Options, add_options
-from kt2conformance.run._report import Outcome, case_html
+from kt2conformance.report import anchor
+from kt2conformance.run._report import Outcome
 from kt2conformance.target._client import Exchange
 from kt2conformance.target._redact import redact
 
 HARNESS = pytest.StashKey["Harness"]()
 SETUP_ERROR = pytest.StashKey[str]()
 SETUP_EXIT = 2  # the contract's exit code for set-up errors, also under plain pytest
-# Passing cases a test shows in full in report.html (failures are always shown).
-DETAILED_PASSES = 3
 _PREFIX = "kt-"
 
 
@@ -59,8 +58,8 @@ def _runs_suites(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Set up the harness before pytest-html and the JUnit writer read their paths, so that both
-    reports land in the reports folder unless --html / --junitxml say otherwise."""
+    """Set up the harness before pytest-html reads its path, so that report.html lands in the
+    reports folder unless --html says otherwise."""
     if not _runs_suites(config):
         return
     options = Options.from_namespace(config.option, _PREFIX.replace("-", "_"))
@@ -72,8 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.option.htmlpath:
         config.option.htmlpath = str(harness.reports / "report.html")
         config.option.self_contained_html = True
-    if not config.option.xmlpath:
-        config.option.xmlpath = str(harness.reports / "junit.xml")
+    if config.option.xmlpath:  # pytest's own junit.xml was asked for: the engine's is left out
+        harness.junit = None
     config.stash[HARNESS] = harness
     config.pluginmanager.register(harness, "kt2conformance-harness")
 
@@ -139,27 +138,19 @@ class Harness(Engine):
 
     def expect(self, extras: list[Any], outcomes: list[Outcome],
                minimal: Outcome | None = None) -> None:
-        """Show the cases in the report and fail the test when any of them did not pass.
-
-        The report details every case that did not pass, but only the first few that did
-        (DETAILED_PASSES a test): pytest-html holds every detail in memory until the end, and a
-        nightly run sends tens of thousands of cases. summary.json lists them all."""
-        from pytest_html import extras as html_extras
-
-        passed = 0
-        for outcome in outcomes:
-            passed += outcome.verdict.verdict is Verdict.PASS
-            if outcome.verdict.verdict is not Verdict.PASS or passed <= DETAILED_PASSES:
-                extras.append(html_extras.html(case_html(outcome)))
-        if passed > DETAILED_PASSES:
-            extras.append(html_extras.html(
-                f"<p>{passed - DETAILED_PASSES} more passing cases, not shown: "
-                f"see summary.json.</p>"))
-        if minimal is not None:
-            extras.append(html_extras.html(case_html(minimal, "minimal failing example")))
+        """Fail the test when any of the cases did not pass, pointing pytest-html's row at the
+        explanation in report.html's own section (which shows the cases: pytest-html would hold
+        every one in memory until the end)."""
         bad = [o for o in outcomes if o.verdict.verdict is not Verdict.PASS]
         if not bad:
             return
+        from pytest_html import extras as html_extras
+
+        first = bad[0].case
+        key = None if first.expected is Expectation.ACCEPT else first.constraint
+        extras.append(html_extras.html(
+            f'<p><a href="#{anchor(key)}">the findings for {key or "valid resources"}, '
+            f"explained</a></p>"))
         lines = [f"{o.case.id}: {o.verdict.verdict}: {o.verdict.reason}" for o in bad[:5]]
         if len(bad) > 5:
             lines.append(f"... and {len(bad) - 5} more")
@@ -173,18 +164,37 @@ class Harness(Engine):
     # -- pytest hooks ----------------------------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Clean up the target, then write summary.json (before pytest-html renders, which asks
-        for the matrix). Runs after failures, pytest.exit and Ctrl-C too."""
-        self.finish()
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Clean up the target, then write the reports (before pytest-html renders, which asks
+        for the engine's section). Runs after failures, pytest.exit and Ctrl-C too."""
+        self.finish(self._stopped(session, exitstatus))
+
+    def _stopped(self, session: pytest.Session, exitstatus: int) -> str | None:
+        """Why the run ended before every suite ran (None when it did not)."""
+        error = self.config.stash.get(SETUP_ERROR, None)
+        if error:
+            return f"stopped by a set-up error: {error}"
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            return "interrupted (Ctrl-C or a signal) before every case ran"
+        if session.shouldstop:
+            return f"stopped early: {session.shouldstop}"
+        return None
 
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = "Koppeltaal 2.0 conformance report"
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str],
                                     postfix: list[str], session: pytest.Session) -> None:
-        """The constraint matrix goes on top of the report."""
-        prefix.extend(self.summary_html())
+        """The engine's section (verdict, overview, findings) goes on top of the report."""
+        prefix.append(self.reporting.section)
+
+    def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
+        """pytest-html's row details: a skip reads as a sentence, not as a Python tuple, and an
+        empty log box is left out."""
+        if report.skipped and isinstance(report.longrepr, tuple):
+            data[:] = [f"Not tested: {str(report.longrepr[2]).removeprefix('Skipped: ')}."]
+        elif data == ["No log output captured."]:
+            data.clear()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.leftovers:
@@ -192,3 +202,9 @@ class Harness(Engine):
                 f"kt2conformance: could not delete {len(self.leftovers)} resources from the "
                 f"target: {', '.join(self.leftovers[:10])}", yellow=True)
         terminalreporter.write_sep("-", f"summary: {self.reports / 'summary.json'}")
+        runner = any(getattr(p, "prints_verdict", False)
+                     for p in self.config.pluginmanager.get_plugins())
+        if self.outcome is not None and not runner:
+            terminalreporter.write_line(f"kt2conformance: {self.outcome['verdict']}",
+                                        bold=True, green=self.outcome["conforms"],
+                                        red=not self.outcome["conforms"])

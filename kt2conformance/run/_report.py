@@ -1,10 +1,10 @@
-"""The run's records and the reports built from them.
+"""The run's records and summary.json.
 
 Each case's record (the contract's fields) is appended to a JSON-lines file the moment it is
 judged, and summary.json is built from that file at the end, so memory stays flat however many
-cases a run sends. The same records feed the constraint matrix at the top of report.html. The
-HTML pieces (matrix, per-case details) are built here; pytest-html places them. Everything
-written passes through `redact` once more: no secret reaches a report.
+cases a run sends. The same records feed junit.xml and report.html (`kt2conformance.report`),
+so every report counts the same cases. Every reason passes through `redact`: no secret reaches
+a report.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import json
 import os
 import tempfile
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,6 @@ from kt2conformance.target._client import Exchange
 from kt2conformance.target._redact import redact
 from kt2conformance.run._verdicts import Judgement
 
-ENFORCED, NOT_ENFORCED, UNTESTED, OVER_STRICT, ACCEPTED = (
-    "enforced", "not enforced", "untested", "over-strict", "accepted")
 
 
 class CaseLog:
@@ -121,41 +117,6 @@ def write_summary(path: Path, head: dict[str, Any], tallies: Tallies, log: CaseL
     partial.replace(path)  # a reader never sees half a summary
 
 
-def matrix_html(tallies: Tallies, descriptions: dict[str, str], skipped: dict[str, str],
-                refused_at: Counter[str]) -> str:
-    """The constraint matrix: one row per constraint with what the target did, the valid
-    resources first (over-strict when refused, with the elements the refusals pointed at), the
-    keys it does not enforce next."""
-    rows = []
-    valid = tallies.valid
-    valid_status = OVER_STRICT if valid.failed else (ACCEPTED if valid.judged else UNTESTED)
-    pointed = ", ".join(f"{element} ({n})" for element, n in refused_at.most_common(10))
-    rows.append((valid_status, "valid resources",
-                 "valid Tasks and the official examples: accepted and stored as sent",
-                 valid.cases, valid.failed, f"refusals point at {pointed}" if pointed else ""))
-    for key, tally in tallies.by_key.items():
-        status = {True: ENFORCED, False: NOT_ENFORCED, None: UNTESTED}[tally.enforced]
-        note = skipped.get(key, "" if tally.cases else "no cases")
-        rows.append((status, key, descriptions.get(key, ""), tally.cases, tally.failed, note))
-    order = {OVER_STRICT: 0, NOT_ENFORCED: 1, ENFORCED: 2, ACCEPTED: 2, UNTESTED: 3}
-    rows[1:] = sorted(rows[1:], key=lambda r: order[r[0]])
-    counts = {s: sum(1 for r in rows[1:] if r[0] == s) for s in (ENFORCED, NOT_ENFORCED, UNTESTED)}
-    colour = {ENFORCED: "#d4edda", ACCEPTED: "#d4edda", NOT_ENFORCED: "#f8d7da",
-              OVER_STRICT: "#f8d7da", UNTESTED: "#eeeeee"}
-    body = "".join(
-        f'<tr style="background:{colour[s]}"><td>{escape(s)}</td><td><code>{escape(k)}</code></td>'
-        f"<td>{escape(d)}</td><td>{n}</td><td>{f}</td><td>{escape(note)}</td></tr>"
-        for s, k, d, n, f, note in rows)
-    return redact(
-        '<div id="kt-constraint-matrix"><h2>Constraint matrix</h2>'
-        f"<p>{counts[ENFORCED]} enforced, {counts[NOT_ENFORCED]} not enforced, "
-        f"{counts[UNTESTED]} untested; valid resources: {valid.cases - valid.failed} of "
-        f"{valid.cases} accepted as sent.</p>"
-        '<table style="border-collapse:collapse" border="1" cellpadding="3">'
-        "<tr><th>status</th><th>constraint</th><th>description</th><th>cases</th>"
-        f"<th>failed</th><th>note</th></tr>{body}</table></div>")
-
-
 @dataclass
 class Outcome:
     """A judged case with everything the report shows about it."""
@@ -165,31 +126,3 @@ class Outcome:
     exchange: Exchange
     oracle_keys: list[str]
     read_back: Exchange | None = None
-
-
-def case_html(outcome: Outcome, title: str = "") -> str:
-    """One case for report.html: the constraint, the verdict, the oracle's view of the body, what
-    was sent and received, and a curl line that repeats the request (credentials redacted)."""
-    case, exchange = outcome.case, outcome.exchange
-    body = case.text if case.text is not None else json.dumps(case.body, indent=2)
-    received = exchange.response_body or (exchange.error or "")
-    if isinstance(exchange.json, dict):
-        received = json.dumps(exchange.json, indent=2)
-    oracle = ", ".join(outcome.oracle_keys) if outcome.oracle_keys else "valid"
-    status = exchange.status if exchange.status is not None else "no answer"
-    parts = [
-        f"<p><b>{escape(title or case.id)}</b>: <b>{escape(outcome.verdict.verdict)}</b> — "
-        f"{escape(outcome.verdict.reason)}</p>",
-        f"<p>expected: {escape(case.expected)}; constraint: "
-        f"<code>{escape(case.constraint or '-')}</code> ({escape(case.description)}); "
-        f"oracle: {escape(oracle)}; status: {escape(str(status))}</p>",
-        f"<details><summary>sent ({escape(case.content_type)})</summary><pre>{escape(body)}</pre>"
-        "</details>",
-        f"<details><summary>received</summary><pre>{escape(received)}</pre></details>",
-    ]
-    if outcome.read_back is not None and outcome.read_back.response_body:
-        parts.append("<details><summary>read back</summary>"
-                     f"<pre>{escape(outcome.read_back.response_body)}</pre></details>")
-    parts.append(f"<details><summary>curl</summary><pre>{escape(exchange.curl())}</pre></details>")
-    return redact('<div class="kt-case" style="border-top:1px solid #ccc;padding:4px">'
-                  + "".join(parts) + "</div>")

@@ -12,6 +12,7 @@ import pytest
 
 from kt2conformance import _paths as paths
 from kt2conformance._errors import UsageError
+from kt2conformance.report import BaselineError, load_baseline
 from kt2conformance.run._options import Options
 from kt2conformance.run._plugin import outcome_of
 from kt2conformance.spec._profile import load_profile
@@ -23,7 +24,10 @@ _SUMMARY_LINES = 15
 
 
 class _Observer:
-    """Hears, from inside pytest, how the run ended: the plugin's set-up error or its totals."""
+    """Hears, from inside pytest, how the run ended: the plugin's set-up error or its totals.
+    The run prints the verdict itself (`prints_verdict`: the plugin then leaves it out)."""
+
+    prints_verdict = True
 
     def __init__(self) -> None:
         self.setup_error: str | None = None
@@ -37,8 +41,13 @@ class _Observer:
 def _precheck(options: Options) -> None:
     """Fail fast, in one line, on what would otherwise stop the run inside pytest: an unreadable
     profile, bad auth options, an unreachable target, refused credentials, a production-looking
-    target."""
+    target, a baseline that is not an earlier run's summary.json."""
     load_profile(options.profile)
+    if options.baseline:
+        try:
+            load_baseline(options.baseline)
+        except BaselineError as exc:
+            raise UsageError(str(exc)) from None
     if options.target is None:
         return
     auth = build_auth(options.target, options.token, options.client_id, options.private_key,
@@ -61,12 +70,16 @@ def run(options: Options, extra: list[str]) -> int:
     # suites judge with verdicts, not asserts, so pytest's warning about it is noise here.
     # --assert=plain: the suites judge with verdicts, not assert statements; rewriting the
     # imported modules' asserts would only add seconds to every run's start.
-    code = pytest.main([str(paths.SUITES_DIR), "-q", "--tb=no", "--assert=plain", "-p", "no:cacheprovider",
+    # -qq: pytest's own count line counts tests (one a constraint), not cases; the verdict line
+    # printed below is the run's one set of counts.
+    code = pytest.main([str(paths.SUITES_DIR), "-qq", "--tb=no", "--assert=plain", "-p", "no:cacheprovider",
                         "-W", "ignore::pytest.PytestAssertRewriteWarning",
                         *options.pytest_arguments(), *extra], plugins=[observer])
     if observer.setup_error:
         raise UsageError(observer.setup_error)
     if code == pytest.ExitCode.INTERRUPTED:
+        if observer.outcome is not None:  # the reports were written: say what they hold
+            _print_summary(observer.outcome, reports)
         raise KeyboardInterrupt
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or observer.outcome is None:
         raise UsageError(f"the suites did not run (pytest exit code {int(code)}): "
@@ -74,14 +87,11 @@ def run(options: Options, extra: list[str]) -> int:
     _print_summary(observer.outcome, reports)
     return 0 if code == pytest.ExitCode.OK else 1
 def _print_summary(outcome: dict[str, Any], reports: Path) -> None:
-    totals = outcome["totals"]
+    """The verdict line (the same counts as report.html, junit.xml and summary.json), what the
+    verdict rests on, the comparison with the baseline, and where the reports are."""
     print()
-    print(f"kt2conformance: {outcome['target']}: {totals['cases']} cases, {totals['passed']} "
-          f"passed, {totals['failed']} failed, {totals['errors']} errors "
-          f"({outcome['duration_s']:.1f} s)")
-    refused = outcome["valid_refused"]
-    if refused:
-        print(f"  over-strict: {refused} valid resource(s) refused")
+    print(f"kt2conformance: {outcome['verdict']}")
+    print(f"  target {outcome['target']} ({outcome['duration_s']:.1f} s)")
     loose = [(key, c) for key, c in outcome["constraints"].items() if c["enforced"] is False]
     if loose:
         print(f"  not enforced ({len(loose)}):")
@@ -89,5 +99,9 @@ def _print_summary(outcome: dict[str, Any], reports: Path) -> None:
             print(f"    {key}  ({c['failed']} of {c['cases']} cases failed)")
         if len(loose) > _SUMMARY_LINES:
             print(f"    ... and {len(loose) - _SUMMARY_LINES} more (see report.html)")
+    if outcome.get("baseline"):
+        print("  since the baseline run:")
+        for line in outcome["baseline"]:
+            print(f"    {line}")
     print(f"  reports: {reports / 'report.html'}, {reports / 'junit.xml'}, "
           f"{reports / 'summary.json'}")

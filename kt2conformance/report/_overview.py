@@ -1,0 +1,117 @@
+"""The overview of report.html: every constraint, grouped by the element it is about, each with
+a status a colour can show; groups with findings first."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Statuses, worst first: the order of the groups, the rows and the filter buttons.
+NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR, UNTESTED, ENFORCED, ACCEPTED = (
+    "not-enforced", "over-strict", "data-loss", "error", "untested", "enforced", "accepted")
+ORDER = [NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR, UNTESTED, ENFORCED, ACCEPTED]
+FINDINGS = (NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR)
+LABEL = {NOT_ENFORCED: "not enforced", OVER_STRICT: "over-strict", DATA_LOSS: "data loss",
+         ERROR: "no answer", UNTESTED: "not tested", ENFORCED: "enforced",
+         ACCEPTED: "accepted as sent"}
+VALID_GROUP = "valid Tasks and examples"
+SERVER_GROUP = "server rules"
+
+
+@dataclass
+class Row:
+    key: str
+    status: str
+    description: str
+    cases: int
+    failed: int
+    note: str = ""
+    anchor: str | None = None  # id of the row's failure block, when it has one
+
+
+@dataclass
+class Group:
+    element: str
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """The worst finding among the rows; with none, enforced when any row was tested (a
+        constraint no Task can break alone does not make its element look untested)."""
+        present = {r.status for r in self.rows}
+        return next((s for s in (*FINDINGS, ENFORCED, ACCEPTED) if s in present), UNTESTED)
+
+    @property
+    def counts(self) -> list[tuple[str, int]]:
+        """(status, rows) for the group's compact status bar, worst first."""
+        tally = Counter(r.status for r in self.rows)
+        return [(s, tally[s]) for s in ORDER if tally[s]]
+
+
+def anchor(key: str | None) -> str:
+    """A stable HTML id for a constraint's failure block."""
+    text = key or "valid"
+    return "kt-f-" + "".join(c if c.isalnum() else "-" for c in text)
+
+
+def element_of(key: str) -> str:
+    return SERVER_GROUP if key.startswith("server/") else key.rsplit("/", 1)[0] if "/" in key else key
+
+
+def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Mapping[str, str],
+                 skipped: Mapping[str, str], valid_cases: int, valid_findings: Mapping[str, int],
+                 refused_at: Counter[str], failing: set[str | None]) -> list[Group]:
+    """The groups, worst first (then in profile order), their rows worst first.
+
+    `constraints` is summary.json's object (key -> cases, failed, enforced, and data_loss where
+    the harness counts it per element); `valid_findings` counts the valid resources' findings by
+    status (OVER_STRICT, DATA_LOSS, ERROR); `refused_at` the elements refusals of valid Tasks
+    pointed at; `failing` the keys that have a failure block."""
+    groups: dict[str, Group] = {}
+    valid = Group(VALID_GROUP)
+    if valid_findings.get(OVER_STRICT):
+        pointed = ", ".join(f"{e} ({n})" for e, n in refused_at.most_common(5))
+        valid.rows.append(Row("valid resources refused", OVER_STRICT,
+                              "valid Tasks and official examples must be accepted",
+                              valid_cases, valid_findings[OVER_STRICT],
+                              f"refusals point at {pointed}" if pointed else "", anchor(None)))
+    if valid_findings.get(DATA_LOSS):
+        valid.rows.append(Row("valid resources stored differently", DATA_LOSS,
+                              "what is accepted must read back as sent", valid_cases,
+                              valid_findings[DATA_LOSS], "", anchor(None)))
+    if valid_findings.get(ERROR):
+        valid.rows.append(Row("valid resources unanswered", ERROR, "no usable answer",
+                              valid_cases, valid_findings[ERROR], ""))
+    if not valid.rows:
+        valid.rows.append(Row("valid resources", ACCEPTED if valid_cases else UNTESTED,
+                              "valid Tasks and official examples: accepted and stored as sent",
+                              valid_cases, 0, "" if valid_cases else "no cases"))
+    for key, tally in constraints.items():
+        enforced = tally.get("enforced")
+        cases, failed = int(tally.get("cases") or 0), int(tally.get("failed") or 0)
+        if enforced is False:
+            status = NOT_ENFORCED
+        elif enforced is True:
+            status = ENFORCED
+        else:
+            status = ERROR if cases else UNTESTED
+        note = skipped.get(key, "" if cases else "no cases")
+        lost = tally.get("data_loss")
+        if isinstance(lost, int) and lost:
+            status = min(status, DATA_LOSS, key=ORDER.index)
+            note = f"{lost} data-loss finding(s)" + (f"; {note}" if note else "")
+        element = element_of(key)
+        group = groups.setdefault(element, Group(element))
+        group.rows.append(Row(key, status, descriptions.get(key, ""), cases, failed, note,
+                              anchor(key) if key in failing else None))
+    for element, n in refused_at.items():  # over-strictness shows at the element, too
+        if element in groups:
+            groups[element].rows.append(Row(
+                f"{element} (valid Tasks refused here)", OVER_STRICT,
+                "refusals of valid Tasks pointed at this element", n, n, "", anchor(None)))
+    ordered = sorted(groups.values(), key=lambda g: ORDER.index(g.status))  # stable: profile order
+    for group in [valid, *ordered]:
+        group.rows.sort(key=lambda r: ORDER.index(r.status))
+    return [valid, *ordered]

@@ -1,0 +1,173 @@
+"""The report layer on its own: the run's verdict from summary fields (including fields a newer
+harness adds, and their absence), the baseline comparison, the offending-element marks, the
+plain-language sentences, and junit.xml's counts. No server needed."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from kt2conformance.report import (
+    BaselineError,
+    Finding,
+    FindingCounts,
+    Outcome,
+    compare,
+    finding_of,
+    load_baseline,
+    run_verdict,
+    statuses,
+    write_junit,
+)
+from kt2conformance.report._explain import (
+    Issue,
+    diff_lines,
+    differing_paths,
+    json_lines,
+    parse_path,
+    sentence,
+    under,
+)
+
+
+def _rec(expected: str, verdict: str, status: int | None, key: str | None = "Task.note/max") -> dict:
+    return {"id": "x", "expected": expected, "constraint": key if expected == "reject" else None,
+            "status": status, "verdict": verdict, "reason": "r"}
+
+
+def _summary(constraints: dict, cases: list[dict], **extra: object) -> dict:
+    totals = {"cases": len(cases), "passed": sum(c["verdict"] == "pass" for c in cases),
+              "failed": sum(c["verdict"] == "fail" for c in cases),
+              "errors": sum(c["verdict"] == "error" for c in cases)}
+    return {"totals": totals, "constraints": constraints, "cases": cases, **extra}
+
+
+@pytest.mark.parametrize(("record", "finding"), [
+    (_rec("reject", "fail", 201), Finding.NOT_ENFORCED),
+    (_rec("reject", "fail", 500), Finding.SERVER_DEFECT),
+    (_rec("reject", "fail", 400), Finding.WRONG_REFUSAL),
+    (_rec("accept", "fail", 422), Finding.OVER_STRICT),
+    (_rec("accept", "fail", 503), Finding.OVER_STRICT),
+    (_rec("accept", "fail", 201), Finding.DATA_LOSS),
+    (_rec("accept", "error", None), Finding.ERROR),
+    (_rec("reject", "pass", 422), None),
+])
+def test_finding_of_a_record(record: dict, finding: Finding | None) -> None:
+    assert finding_of(record) is finding
+
+
+def test_verdicts() -> None:
+    ok = [_rec("accept", "pass", 201), _rec("reject", "pass", 422)]
+    enforced = {"Task.note/max": {"cases": 1, "failed": 0, "enforced": True}}
+    conforms = run_verdict(_summary(enforced, ok), FindingCounts.of(ok))
+    assert conforms.outcome is Outcome.CONFORMS
+    assert conforms.counts == "2 cases: 2 passed, 0 failed, 0 errors"
+
+    bad = [_rec("accept", "fail", 422), _rec("reject", "fail", 201), _rec("accept", "fail", 201)]
+    loose = {"Task.note/max": {"cases": 1, "failed": 1, "enforced": False}}
+    v = run_verdict(_summary(loose, bad), FindingCounts.of(bad))
+    assert v.outcome is Outcome.DOES_NOT_CONFORM
+    assert v.why == "1 constraint not enforced, 1 over-strict, 1 data-loss finding"
+    # a newer summary's own data-loss count wins over the one derived from the cases
+    v = run_verdict(_summary(loose, bad) | {"totals": {"cases": 3, "data_loss": 4}},
+                    FindingCounts.of(bad))
+    assert v.data_loss == 4
+
+    # an incomplete run never looks green, whether the summary or the harness says so
+    v = run_verdict(_summary(enforced, ok, complete=False, stopped="SIGTERM"), FindingCounts.of(ok))
+    assert (v.outcome, v.why) == (Outcome.INCOMPLETE, "SIGTERM")
+    v = run_verdict(_summary(enforced, ok, complete=False), FindingCounts.of(ok))
+    assert v.outcome is Outcome.INCOMPLETE and v.why == "the run stopped early"
+    v = run_verdict(_summary(loose, bad), FindingCounts.of(bad), stopped="interrupted")
+    assert v.outcome is Outcome.INCOMPLETE and v.why.startswith("interrupted; found so far: 1 constraint")
+    err = [_rec("accept", "error", None)]
+    v = run_verdict(_summary({}, err), FindingCounts.of(err))
+    assert (v.outcome, v.why) == (Outcome.INCOMPLETE, "1 case got no usable answer")
+    assert run_verdict(_summary({}, []), FindingCounts()).outcome is Outcome.INCOMPLETE
+
+
+def test_baseline_comparison() -> None:
+    before = _summary({"A/min": {"enforced": True}, "B/max": {"enforced": False},
+                       "C/type": {"enforced": True}, "D/gone": {"enforced": True}},
+                      [_rec("accept", "pass", 201)])
+    now_cases = [_rec("accept", "fail", 422)]
+    now = statuses({"A/min": {"enforced": False}, "B/max": {"enforced": True},
+                    "C/type": {"enforced": None}, "E/new": {"enforced": True}},
+                   FindingCounts.of(now_cases), 1)
+    result = compare(now, before, "old/summary.json")
+    assert [c.key for c in result.regressed] == ["A/min", "valid resources"]
+    assert [c.key for c in result.fixed] == ["B/max"]
+    assert [c.key for c in result.new] == ["E/new"]
+    assert [c.key for c in result.untested] == ["C/type"]
+    assert [c.key for c in result.gone] == ["D/gone"]
+    assert result.lines()[0] == "regressed (2): A/min, valid resources"
+    same = compare(statuses(before["constraints"], FindingCounts.of(before["cases"]), 1), before, "x")
+    assert same.unchanged and same.lines() == ["no constraint changed status"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such file"), ("{not json", "not JSON"), ('{"totals": {}}', "not a kt2conformance summary.json"),
+    ("[1, 2]", "not a kt2conformance summary.json")])
+def test_unusable_baselines_are_one_line_errors(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "summary.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(BaselineError, match=message) as caught:
+        load_baseline(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_paths_and_marks() -> None:
+    assert parse_path("Task.extension[0].valueReference") == ("extension", 0, "valueReference")
+    assert parse_path("Task._authoredOn.unknownElement") == ("_authoredOn", "unknownElement")
+    assert parse_path("Task") == ()
+    assert under(("identifier", 1, "use"), ("identifier", "use"))  # index left out: any
+    assert under(("identifier", 1, "use"), ("identifier", 1))
+    assert not under(("identifier", 0, "use"), ("identifier", 1))
+    assert not under(("note",), ())  # the whole resource is never marked
+    task = {"resourceType": "Task", "note": [{"text": "a"}], "owner": {"reference": "x"}}
+    lines = json_lines(task, [("note",)])
+    assert "\n".join(t for t, _ in lines) == json.dumps(task, indent=2)
+    assert [t.strip() for t, hit in lines if hit] == ['"note": [', "{", '"text": "a"', "}", "],"]
+    diff = diff_lines({"resourceType": "Task", "owner": {"reference": "x"}}, task)
+    assert diff is not None and any(op == "+" and '"note"' in t for op, t in diff)
+    assert diff_lines({"a": 1}, {"b": 2, "c": 3, "d": 4}) is None  # nothing in common: no diff
+    assert differing_paths({"id": "1", "a": [1, 2], "b": 1}, {"id": "2", "a": [1, 3]}) \
+        in ([("a", 1), ("b",)], [("b",), ("a", 1)])
+
+
+def test_sentences() -> None:
+    note = [Issue("Task.note/max", "Task.note", "note is not allowed (max 0)")]
+    assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint="Task.note/max", kind="max",
+                    element="Task.note", status=201, issues=note, said=None, lost=[], reason="",
+                    cardinality=(0, "0")) == \
+        "The server stored a Task with `note`; KT2Task forbids `Task.note` (max 0)."
+    owner = [Issue("Task.owner/min", "Task.owner", "owner is required (min 1)")]
+    assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint="Task.owner/min",
+                    kind="min", element="Task.owner", status=201, issues=owner, said=None,
+                    lost=[], reason="", cardinality=(1, "1")) == \
+        "The server stored a Task without `owner`; KT2Task requires `Task.owner` (min 1)."
+    assert sentence(Finding.OVER_STRICT, profile="KT2Task", constraint=None, kind=None,
+                    element=None, status=422, issues=[], said="bad owner", lost=[], reason="") == \
+        "The server refused a valid KT2Task Task with HTTP 422: “bad owner”."
+    assert "`note[0].text`" in sentence(Finding.DATA_LOSS, profile="KT2Task", constraint=None,
+                                        kind=None, element=None, status=201, issues=[],
+                                        said=None, lost=[("note", 0, "text")], reason="")
+
+
+def test_junit_counts_are_the_cases(tmp_path: Path) -> None:
+    records = [_rec("accept", "pass", 201), _rec("reject", "fail", 201),
+               _rec("accept", "error", None) | {"reason": "no answer: \x00 timeout <&>"}]
+    summary = _summary({"Task.note/max": {"enforced": False}}, records)
+    verdict = run_verdict(summary, FindingCounts.of(records))
+    write_junit(tmp_path / "junit.xml", verdict, {"target": "http://t", "seed": 0}, records, 1.5)
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("3", "1", "1")
+    cases = root.findall(".//testcase")
+    assert [c.get("classname") for c in cases] == ["valid resources", "Task.note/max", "valid resources"]
+    assert cases[2].find("error").get("message") == "no answer: \ufffd timeout <&>"
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["verdict"] == "DOES NOT CONFORM" and props["counts"] == verdict.counts
