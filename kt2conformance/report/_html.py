@@ -166,7 +166,8 @@ def render_section(verdict: RunVerdict, facts: RunFacts,
     failing_keys = {key for key, ds in details.items()
                     if any(d.get("finding") for d in ds)} | set(others)
     groups = build_groups(facts.constraints, facts.descriptions, facts.skipped, valid_cases,
-                          valid_findings, facts.refused_at, failing_keys)
+                          valid_findings, facts.refused_at, failing_keys,
+                          stopped=verdict.stopped is not None)
     failures = _failure_blocks(groups, details, others, more, facts)
     samples = {}
     for key, ds in details.items():

@@ -11,7 +11,7 @@ from typing import Any
 # Statuses, worst first: the order of the groups, the rows and the filter buttons.
 NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR, UNTESTED, ENFORCED, ACCEPTED = (
     "not-enforced", "over-strict", "data-loss", "error", "untested", "enforced", "accepted")
-ORDER = [NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR, UNTESTED, ENFORCED, ACCEPTED]
+ORDER = [NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR, ENFORCED, ACCEPTED, UNTESTED]
 FINDINGS = (NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR)
 LABEL = {NOT_ENFORCED: "not enforced", OVER_STRICT: "over-strict", DATA_LOSS: "data loss",
          ERROR: "no answer", UNTESTED: "not tested", ENFORCED: "enforced",
@@ -62,13 +62,15 @@ def element_of(key: str) -> str:
 
 def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Mapping[str, str],
                  skipped: Mapping[str, str], valid_cases: int, valid_findings: Mapping[str, int],
-                 refused_at: Counter[str], failing: set[str | None]) -> list[Group]:
+                 refused_at: Counter[str], failing: set[str | None],
+                 stopped: bool = False) -> list[Group]:
     """The groups, worst first (then in profile order), their rows worst first.
 
     `constraints` is summary.json's object (key -> cases, failed, enforced, and data_loss where
     the harness counts it per element); `valid_findings` counts the valid resources' findings by
     status (OVER_STRICT, DATA_LOSS, ERROR); `refused_at` the elements refusals of valid Tasks
-    pointed at; `failing` the keys that have a failure block."""
+    pointed at; `failing` the keys that have a failure block; `stopped` whether the run ended
+    before every suite ran (a constraint without cases was then perhaps just not reached)."""
     groups: dict[str, Group] = {}
     valid = Group(VALID_GROUP)
     if valid_findings.get(OVER_STRICT):
@@ -97,7 +99,8 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
             status = ENFORCED
         else:
             status = ERROR if cases else UNTESTED
-        note = skipped.get(key, "" if cases else "no cases")
+        note = skipped.get(key, "" if cases else
+                           "not reached before the run stopped" if stopped else "no cases")
         lost = tally.get("data_loss")
         if isinstance(lost, int) and lost:
             status = min(status, DATA_LOSS, key=ORDER.index)
