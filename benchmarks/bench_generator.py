@@ -17,15 +17,20 @@ Plain Python, one process, no network.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from kt2conformance.generate import _strategies as strategies
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import load_profile
-from kt2conformance.generate._sampling import sample
+
+# `sample` (N reproducible examples of a strategy) lives with its other users, the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sampling import sample  # noqa: E402
 
 PREREQS = strategies.Prerequisites(task="Task/parent-1")
 

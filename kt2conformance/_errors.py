@@ -7,6 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+__all__ = ["UsageError", "read_json_file"]
+
 # Nesting read from a user's file: beyond the FHIR servers' limit (oracle.MAX_DEPTH), so such a
 # Task reaches the oracle and is reported there; deeper files are refused as unreadable.
 _READ_DEPTH = 5000

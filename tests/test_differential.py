@@ -28,10 +28,10 @@ from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance._paths import DEFAULT_PROFILE_DIR
 from kt2conformance.target._prerequisites import Tracker, create_all
 from kt2conformance.spec._profile import load_profile
-from kt2conformance.generate._sampling import sample
+from sampling import sample
 from kt2conformance.target._server import ReferenceServer
 from kt2conformance.generate._strategies import Prerequisites
-from kt2conformance.run._verdicts import outcome_errors
+from kt2conformance.target._client import outcome_errors
 
 PROFILE = load_profile()
 ORACLE = Oracle(PROFILE)

@@ -25,7 +25,7 @@ from kt2conformance.generate import _strategies as strategies
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance.spec._profile import load_profile
-from kt2conformance.generate._sampling import sample
+from sampling import sample
 from kt2conformance.generate._strategies import Prerequisites
 
 PROFILE = load_profile()

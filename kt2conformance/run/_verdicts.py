@@ -15,22 +15,19 @@ on. Pure functions of the case and the exchange, so the rules are easy to read i
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from kt2conformance._vocabulary import Expectation, Problem, Verdict
 from kt2conformance.run._cases import Case
-from kt2conformance.target._client import RETRY_STATUSES, Exchange
+from kt2conformance.target._client import RETRY_STATUSES, Exchange, outcome_errors
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import KT2TASK_URL, PROFILE_VIOLATION_STATUS, rule
 
 # Elements a server fills in or may rewrite on create; not compared when a Task is read back.
 SERVER_MANAGED = frozenset({"id", "text"})
 SERVER_MANAGED_META = frozenset({"versionId", "lastUpdated", "source"})
-_MAX_DIAGNOSTIC = 200
 _MAX_DIFFERENCES = 3
-_INDEX = re.compile(r"\[\d+\]")
 
 
 @dataclass(frozen=True)
@@ -47,32 +44,6 @@ class Judgement:
 
 class SetupError(UsageError):
     """The run cannot go on (credentials refused, target gone): exit 2, one message."""
-
-
-def outcome_errors(body: Any) -> list[str]:
-    """The error and fatal issues of an OperationOutcome, as short texts ([] when there is none)."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return []
-    texts = []
-    for issue in body.get("issue") or []:
-        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
-            details = issue.get("details") if isinstance(issue.get("details"), dict) else {}
-            text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "error"
-            texts.append(" ".join(str(text).split())[:_MAX_DIAGNOSTIC])
-    return texts
-
-
-def outcome_elements(body: Any) -> list[str]:
-    """The elements the error issues of an OperationOutcome point at (expression, else location),
-    without list indexes: `Task.identifier[0].use` -> `Task.identifier.use`."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return []
-    found = []
-    for issue in body.get("issue") or []:
-        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
-            paths = issue.get("expression") or issue.get("location") or []
-            found += [_INDEX.sub("", p) for p in paths[:1] if isinstance(p, str)]
-    return found
 
 
 def _said(exchange: Exchange) -> str:

@@ -43,7 +43,6 @@ class TypeRef:
     types its target profiles resolve to (empty: any)."""
 
     code: str
-    target_profiles: tuple[str, ...] = ()
     target_types: frozenset[str] = frozenset()
     profiles: tuple[str, ...] = ()
 
@@ -67,7 +66,6 @@ class Node:
     pattern: tuple[str, Any] | None = None
     binding: tuple[str, str] | None = None  # (strength, value set url)
     invariants: list[Invariant] = field(default_factory=list)
-    short: str = ""
     explicit_children: dict[str, Node] | None = None
     slices: dict[str, Node] = field(default_factory=dict)  # extension url -> slice node
     slice_name: str | None = None
@@ -162,7 +160,7 @@ def _type_refs(profile: Profile | None, el: Json) -> list[TypeRef]:
     for t in el.get("type", []):
         targets = tuple(t.get("targetProfile", []))
         types = frozenset(filter(None, (resource_type_of_profile(profile, u) for u in targets)))
-        refs.append(TypeRef(_fhir_type(t, el["path"]), targets, types, tuple(t.get("profile", []))))
+        refs.append(TypeRef(_fhir_type(t, el["path"]), types, tuple(t.get("profile", []))))
     return refs
 
 
@@ -189,7 +187,6 @@ def _node(profile: Profile | None, el: Json, node_id: str, owns_key: bool) -> No
         binding=(binding["strength"], binding["valueSet"]) if binding and binding.get("valueSet") else None,
         invariants=[Invariant(c["key"], c.get("severity", "error"), c.get("human", ""), c["expression"])
                     for c in el.get("constraint", []) if c.get("expression")],
-        short=el.get("short", ""),
         slice_name=el.get("sliceName"),
         attribute=any(t["code"].startswith("http://hl7.org/fhirpath/System.") for t in el.get("type", [])),
     )

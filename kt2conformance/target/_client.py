@@ -147,13 +147,6 @@ class FhirClient:
     def read(self, resource_type: str, resource_id: str) -> Exchange:
         return self._request("GET", f"{_segment(resource_type)}/{_segment(resource_id)}")
 
-    def update(self, resource: Mapping[str, Any]) -> Exchange:
-        """PUT the resource to its own URL (type and id from the resource)."""
-        resource_type = str(resource.get("resourceType", ""))
-        resource_id = str(resource.get("id", ""))
-        return self._request("PUT", f"{_segment(resource_type)}/{_segment(resource_id)}",
-                             body=json.dumps(resource).encode())
-
     def delete(self, resource_type: str, resource_id: str) -> Exchange:
         """DELETE; an empty answer is fine here (servers may send 204 or 200 without a body)."""
         return self._request("DELETE", f"{_segment(resource_type)}/{_segment(resource_id)}",
@@ -326,6 +319,37 @@ def _interpret_body(response: httpx.Response, raw: bytes,
         content_type = response.headers.get("content-type", "no content type")
         snippet = " ".join(raw[:60].decode("utf-8", "replace").split())
         return None, (Problem.NOT_JSON, f"response body is not JSON ({content_type}): {snippet!r}")
+
+
+# What a server said in an OperationOutcome: its error issues, and where they point.
+_MAX_DIAGNOSTIC = 200
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def outcome_errors(body: Any) -> list[str]:
+    """The error and fatal issues of an OperationOutcome, as short texts ([] when there is none)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return []
+    texts = []
+    for issue in body.get("issue") or []:
+        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+            details = issue.get("details") if isinstance(issue.get("details"), dict) else {}
+            text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "error"
+            texts.append(" ".join(str(text).split())[:_MAX_DIAGNOSTIC])
+    return texts
+
+
+def outcome_elements(body: Any) -> list[str]:
+    """The elements the error issues of an OperationOutcome point at (expression, else location),
+    without list indexes: `Task.identifier[0].use` -> `Task.identifier.use`."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return []
+    found = []
+    for issue in body.get("issue") or []:
+        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+            paths = issue.get("expression") or issue.get("location") or []
+            found += [_INDEX.sub("", p) for p in paths[:1] if isinstance(p, str)]
+    return found
 
 
 def _segment(value: str) -> str:

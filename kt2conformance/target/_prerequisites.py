@@ -25,7 +25,7 @@ from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import PREREQUISITE_ORDER
 from kt2conformance._paths import FIXTURES_DIR
 from kt2conformance.generate._values import Prerequisites
-from kt2conformance.run._verdicts import outcome_errors
+from kt2conformance.target._client import outcome_errors
 
 EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"
 # Prerequisites field for each type the Task generators refer to.

@@ -1,6 +1,6 @@
 """Drawing a fixed number of examples from a strategy outside a test, reproducibly.
 
-Hypothesis' `.example()` is meant for the REPL (random, warns); `generate` and the benchmarks need
+Hypothesis' `.example()` is meant for the REPL (random, warns); the tests and the benchmarks need
 N examples that the same seed gives again, so this runs a generate-only `@given` with the seed."""
 
 from __future__ import annotations
