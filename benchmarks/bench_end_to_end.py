@@ -30,12 +30,12 @@ from pathlib import Path
 
 import httpx
 
+from kt2conformance.generate._strategies import generate_invalid, generate_valid, invalid_tasks
 from kt2conformance.run._cases import property_seed
+from kt2conformance.spec._profile import load_profile
 from kt2conformance.target._client import FHIR_JSON, FhirClient
 from kt2conformance.target._prerequisites import Tracker, create_all
-from kt2conformance.spec._profile import load_profile
 from kt2conformance.target._server import ReferenceServer
-from kt2conformance.generate._strategies import generate_invalid, generate_valid, invalid_tasks
 
 HEADERS = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
 

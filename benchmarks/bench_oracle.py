@@ -16,8 +16,8 @@ import pstats
 import time
 from typing import Any
 
-from kt2conformance.oracle._oracle import Oracle
 from kt2conformance._koppeltaal import KT2TASK_URL
+from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import load_profile
 
 Task = dict[str, Any]

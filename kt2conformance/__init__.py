@@ -46,7 +46,12 @@ _EXPORTS = {
     "Options": "kt2conformance.run",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "KT2TASK_URL", "SERVER_RULES", "Constraint", "ConstraintKey", "Exchange", "Expectation",
+    "FhirClient", "Issue", "Kind", "Options", "Oracle", "Prerequisites", "Problem", "Profile",
+    "ReferenceServer", "ServerRule", "UsageError", "Verdict", "__version__", "derive_constraints",
+    "generate_invalid", "generate_valid", "invalid_tasks", "load_profile", "valid_tasks",
+]
 
 if TYPE_CHECKING:
     from kt2conformance._errors import UsageError

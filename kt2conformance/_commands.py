@@ -6,16 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kt2conformance.spec._constraints import derive_constraints
 from kt2conformance._errors import UsageError, printable, read_json_file
 from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._constraints import derive_constraints
 from kt2conformance.spec._profile import load_profile
 
 
 def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
     oracle = Oracle(load_profile(profile))
     tasks = [(f, read_json_file(Path(f))) for f in files]  # all inputs usable before any verdict
-    results = []
+    results: list[dict[str, Any]] = []
     for name, task in tasks:
         issues = oracle.validate(task)
         valid = not any(i.severity == "error" for i in issues)

@@ -4,8 +4,8 @@ the JUnit and HTML reports have a row per constraint; a key no JSON Task can bre
 skipped with the reason."""
 
 from kt2conformance._vocabulary import Expectation
-from kt2conformance.run._plugin import HARNESS
 from kt2conformance.generate._strategies import generate_invalid
+from kt2conformance.run._plugin import HARNESS
 
 
 def pytest_generate_tests(metafunc):

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fakes import SmartServer
 from joserfc.jwk import ECKey, RSAKey
 
+from kt2conformance._errors import UsageError
 from kt2conformance.target._auth import AuthError, BearerAuth, SmartBackendAuth, build_auth
 from kt2conformance.target._client import FhirClient
-from kt2conformance._errors import UsageError
 from kt2conformance.target._redact import REDACTED
 
 CLIENT_ID = "kt2-conformance-test"

@@ -13,6 +13,7 @@ from email.utils import format_datetime
 import pytest
 from fakes import HUGE_BYTES, MisbehavingServer
 
+from kt2conformance._errors import UsageError
 from kt2conformance.target._client import (
     FHIR_JSON,
     MAX_BODY_BYTES,
@@ -20,7 +21,6 @@ from kt2conformance.target._client import (
     guard_production,
     parse_retry_after,
 )
-from kt2conformance._errors import UsageError
 from kt2conformance.target._redact import REDACTED, redact, register_secret
 
 TASK = {"resourceType": "Task", "status": "requested", "intent": "order"}

@@ -20,18 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from sampling import sample
 
-from kt2conformance.generate import _strategies as strategies
-from kt2conformance.target._client import FhirClient
-from kt2conformance.oracle._oracle import Oracle
 from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance._paths import DEFAULT_PROFILE_DIR
-from kt2conformance.target._prerequisites import Tracker, create_all
-from kt2conformance.spec._profile import load_profile
-from sampling import sample
-from kt2conformance.target._server import ReferenceServer
+from kt2conformance.generate import _strategies as strategies
 from kt2conformance.generate._strategies import Prerequisites
-from kt2conformance.target._client import outcome_errors
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._profile import load_profile
+from kt2conformance.target._client import FhirClient, outcome_errors
+from kt2conformance.target._prerequisites import Tracker, create_all
+from kt2conformance.target._server import ReferenceServer
 
 PROFILE = load_profile()
 ORACLE = Oracle(PROFILE)

@@ -18,11 +18,10 @@ import pytest
 from fhirpathpy.models import models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tasks import MINIMAL
 
-from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec._profile import datatype_definition, load_profile
 
 R4 = models["r4"]

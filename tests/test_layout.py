@@ -100,6 +100,7 @@ def test_public_api_is_declared_and_resolves(name: str) -> None:
 
 def test_top_level_api_is_the_sub_packages_api() -> None:
     """Each name `kt2conformance` exports is the object the layer it comes from exports."""
+    assert set(kt2conformance.__all__) == {"__version__", *kt2conformance._EXPORTS}
     for attribute, home in kt2conformance._EXPORTS.items():
         module = importlib.import_module(home)
         assert attribute in module.__all__, f"{home} does not export {attribute}"

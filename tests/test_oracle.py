@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tasks import MINIMAL
 
 from kt2conformance import _paths as paths

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tasks import MINIMAL
 
 from kt2conformance.generate._values import Prerequisites, RandomChooser, TaskGenerator

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from kt2conformance import _paths as paths
+from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance.cli import main
-from kt2conformance._errors import UsageError
 from kt2conformance.spec._profile import Profile, load_profile
 
 KT2TASK_FILE = paths.DEFAULT_PROFILE_DIR / "StructureDefinition-KT2Task.json"
@@ -151,7 +151,8 @@ def _extension_slices(sd: dict[str, Any]) -> dict[str, dict[str, Any]]:
         profiles = [p for t in el.get("type", []) for p in t.get("profile", [])]
         if el.get("sliceName") and profiles:
             name = profiles[0].rsplit("/", 1)[-1]
-            out[el["id"]] = json.loads((paths.DEFAULT_PROFILE_DIR / f"StructureDefinition-{name}.json").read_text(encoding="utf-8"))
+            definition = paths.DEFAULT_PROFILE_DIR / f"StructureDefinition-{name}.json"
+            out[el["id"]] = json.loads(definition.read_text(encoding="utf-8"))
     return out
 
 

@@ -225,7 +225,7 @@ def test_stop_kills_the_process_and_is_idempotent() -> None:
         os.kill(pid, 0)
     server.stop()
     with pytest.raises(UsageError):
-        server.base_url
+        server.base_url  # noqa: B018 (the property raises)
 
 
 def test_serve_command_prints_first_line_and_exits_0_on_sigint() -> None:
@@ -685,7 +685,8 @@ for (const f of ['fhir/r4/profiles-types.json', 'fhir/r4/profiles-resources.json
   core.indexStructureDefinitionBundle(definitions.readJson(f));
 }
 const dir = process.argv[1];
-for (const f of fs.readdirSync(dir).filter((f) => f.startsWith('StructureDefinition-') && !f.startsWith('StructureDefinition-KT2'))) {
+const core_types = (f) => f.startsWith('StructureDefinition-') && !f.startsWith('StructureDefinition-KT2');
+for (const f of fs.readdirSync(dir).filter(core_types)) {
   core.loadDataType(JSON.parse(fs.readFileSync(dir + '/' + f, 'utf8')));
 }
 const profile = JSON.parse(fs.readFileSync(dir + '/StructureDefinition-KT2Task.json', 'utf8'));

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fakes import SmartServer, public_jwk, write_private_key
 from faulty_targets import AuthProxy, resource_counts, run_harness
+
 from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server

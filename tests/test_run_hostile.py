@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from faulty_targets import HUGE_BODY_BYTES, HostileTarget, resource_counts, run_harness
+
 from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fakes import SmartServer, public_jwk, write_private_key
 from faulty_targets import AuthProxy, HostileTarget, run_harness
+
 from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server

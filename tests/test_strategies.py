@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
-
-from kt2conformance.generate import _strategies as strategies
-from kt2conformance.oracle._oracle import Oracle
-from kt2conformance._koppeltaal import KT2TASK_URL
-from kt2conformance.spec._profile import load_profile
 from sampling import sample
+
+from kt2conformance._koppeltaal import KT2TASK_URL
+from kt2conformance.generate import _strategies as strategies
 from kt2conformance.generate._strategies import Prerequisites
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._profile import load_profile
 
 PROFILE = load_profile()
 ORACLE = Oracle(PROFILE)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from faulty_targets import faulty_target
+
 from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server

@@ -3,9 +3,9 @@ times out after a create succeeded), on hand-made exchanges."""
 
 from __future__ import annotations
 
-from kt2conformance.target._client import Exchange
 from kt2conformance._vocabulary import Verdict
 from kt2conformance.run._verdicts import judge_read_back
+from kt2conformance.target._client import Exchange
 
 PASS, FAIL, ERROR = Verdict.PASS, Verdict.FAIL, Verdict.ERROR
 

@@ -3,7 +3,8 @@
 `apply_fault` looks the fault up by the key's kind in a table of small functions, one per kind
 (as hypothesis-jsonschema dispatches on keywords): the resource's own faults, an extension
 slice's, any other element's (made present first), and a server rule's from its row in
-kt2conformance._koppeltaal. Each breaks the element the way its kind says: a missing required element or part, one occurrence too many, a
+kt2conformance._koppeltaal. Each breaks the element the way its kind says: a missing required
+element or part, one occurrence too many, a
 value of the wrong JSON type or lexical form, an unknown element, another code than the fixed or
 bound one, a reference to a resource type the target profiles don't allow. FHIRPath invariants
 can't be inverted in general; the invariants R4 and the profile use (inv-1, per-1, ref-1,
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kt2conformance._koppeltaal import rule
-from kt2conformance.spec._constraints import required_parts
+from kt2conformance._vocabulary import ConstraintKey, Kind
 from kt2conformance.generate._values import (
     TIME_ZONES,
     WORDS,
@@ -29,10 +30,12 @@ from kt2conformance.generate._values import (
     TaskGenerator,
     render_datetime,
 )
-from kt2conformance._vocabulary import ConstraintKey, Kind
+from kt2conformance.spec._constraints import required_parts
 from kt2conformance.spec._tree import Node, TypeRef, datatype_invariants, datatype_template
 
-def _locate(gen: TaskGenerator, c: Chooser, task: Task, element_id: str, clock: list[dt.datetime]) -> tuple[dict[str, Any], Node, list[dict[str, Any]]] | None:
+
+def _locate(gen: TaskGenerator, c: Chooser, task: Task, element_id: str,
+            clock: list[dt.datetime]) -> tuple[dict[str, Any], Node, list[dict[str, Any]]] | None:
     """Make the element `element_id` present in `task` (creating parents as needed) and return
     (the object holding it, its node, its instances). Slices are extension instances."""
     parts = element_id.split(".")[1:]
@@ -48,7 +51,8 @@ def _locate(gen: TaskGenerator, c: Chooser, task: Task, element_id: str, clock: 
             sl = next((s for s in child.slices.values() if s.slice_name == slice_name), None)
             if sl is None:
                 return None
-            existing = [e for e in holder.get(name, []) if isinstance(e, dict) and e.get("url") in child.slices and child.slices[e["url"]] is sl]
+            existing = [e for e in holder.get(name, []) if isinstance(e, dict)
+                        and e.get("url") in child.slices and child.slices[e["url"]] is sl]
             if not existing:
                 inst = gen.slice_instance(c, sl, clock)
                 holder.setdefault(name, []).append(inst)
@@ -75,6 +79,7 @@ def _prop_of(holder: dict[str, Any], node: Node) -> str | None:
     return node.name if node.name in holder else None
 
 
+_CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 # The bad dateTime (no 29 February in 2019) lies before every generated moment (2020 on), so as
 # a Period's start it never also breaks per-1 (start <= end).
 _BAD_FORMAT = {
@@ -102,18 +107,20 @@ def _bad_primitive_part(code: str) -> tuple[str, str] | None:
 def _break_invariant(inv: str, c: Chooser, gen: TaskGenerator, value: Any) -> Any:
     """A value of the element with invariant `inv` broken, or None when there is no recipe."""
     clock = c.moments(2, unique=True)
-    later, earlier = render_datetime(clock[1], c.choose(TIME_ZONES), False), render_datetime(clock[0], c.choose(TIME_ZONES), False)
+    later = render_datetime(clock[1], c.choose(TIME_ZONES), False)
+    earlier = render_datetime(clock[0], c.choose(TIME_ZONES), False)
     recipes: dict[str, Callable[[Any], Any]] = {
         "inv-1": lambda t: {**t, "authoredOn": later, "lastModified": earlier},
         "per-1": lambda v: {**v, "start": later, "end": earlier},
         "ref-1": lambda v: {**v, "reference": "#missing", **({} if "type" not in v else {"type": v["type"]})},
-        "dom-2": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1", "contained": [{"resourceType": "Patient", "id": "c2"}]}],
+        "dom-2": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1",
+                                                "contained": [{"resourceType": "Patient", "id": "c2"}]}],
                             "for": {"reference": "#c1"}},
         "dom-3": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1"}]},
         "dom-4": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1", "meta": {"versionId": "1"}}],
                             "for": {"reference": "#c1"}},
         "dom-5": lambda t: {**t, "contained": [{"resourceType": "Patient", "id": "c1",
-                                                "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]}}],
+                                                "meta": {"security": [{"system": _CONFIDENTIALITY, "code": "R"}]}}],
                             "for": {"reference": "#c1"}},
         "txt-1": lambda v: {"status": "generated", "div": XHTML.format("<script>alert(1)</script>x")},
         "txt-2": lambda v: {"status": "generated", "div": XHTML.format(" ")},
@@ -188,7 +195,8 @@ def _resource_unknown(gen: TaskGenerator, c: Chooser, task: Task,
 def _resource_invariant(gen: TaskGenerator, c: Chooser, task: Task,
                         detail: str | None) -> Task | None:
     assert detail is not None
-    return _break_invariant(detail, c, gen, task)
+    broken: Task | None = _break_invariant(detail, c, gen, task)
+    return broken
 
 
 _RESOURCE_FAULTS: dict[Kind, Callable[[TaskGenerator, Chooser, Task, str | None], Task | None]] = {
@@ -245,7 +253,8 @@ def _min(site: _Site) -> Task | None:
         lacking = {k: v for k, v in first.items() if k != site.c.choose(parts)}
         site.holder[prop] = [lacking] + value[1:] if isinstance(value, list) else lacking
         return site.task
-    site.holder.pop(prop, None)
+    if prop is not None:
+        site.holder.pop(prop)
     return site.task
 
 

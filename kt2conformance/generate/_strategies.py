@@ -19,10 +19,10 @@ from typing import Any
 from hypothesis import strategies as st
 
 from kt2conformance._koppeltaal import rule
-from kt2conformance.spec._constraints import derive_constraints
 from kt2conformance.generate._faults import apply_fault
 from kt2conformance.generate._values import HypothesisChooser, Prerequisites, RandomChooser, Task, TaskGenerator
 from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec._constraints import derive_constraints
 from kt2conformance.spec._profile import Profile
 
 __all__ = ["Prerequisites", "valid_tasks", "minimal_tasks", "fault_strategy", "invalid_tasks", "unviolable",
@@ -56,6 +56,12 @@ def _breaks_only(oracle: Oracle, key: str, task: Any) -> bool:
     return _error_keys(oracle, task) == (set() if key.startswith("server/") else {key})
 
 
+def _present(task: Task | None) -> Task:
+    """A Task the filter kept (`_breaks_only` keeps no None)."""
+    assert task is not None
+    return task
+
+
 def fault_strategy(profile: Profile, key: str, prereqs: Prerequisites = Prerequisites()) -> st.SearchStrategy[Task]:
     """Tasks breaking exactly `key` (filtered by the oracle: single fault)."""
     gen = TaskGenerator(profile, prereqs)
@@ -65,7 +71,7 @@ def fault_strategy(profile: Profile, key: str, prereqs: Prerequisites = Prerequi
         c = HypothesisChooser(draw)
         return apply_fault(gen, key, c, gen.task(c, full=False))
 
-    return build().filter(lambda t: _breaks_only(gen.oracle, key, t))
+    return build().filter(lambda t: _breaks_only(gen.oracle, key, t)).map(_present)
 
 
 def _search(gen: TaskGenerator, key: str, attempts: int) -> set[str] | None:
@@ -102,7 +108,8 @@ def _classify(profile: Profile) -> tuple[tuple[str, ...], tuple[tuple[str, str],
             elif others:
                 reasons.append((constraint.key, "breaking it always breaks " + ", ".join(sorted(others)) + " too"))
             else:
-                reasons.append((constraint.key, "no JSON fault breaks it (it is what identifies the element, or no recipe exists)"))
+                reasons.append((constraint.key, "no JSON fault breaks it (it is what identifies the element, "
+                                                "or no recipe exists)"))
     return tuple(violable), tuple(reasons)
 
 
@@ -132,7 +139,7 @@ def generate_invalid(profile: Profile, key: str, prereqs: Prerequisites = Prereq
     misses = 0
     while misses < _MAX_MISSES:
         task = apply_fault(gen, key, c, gen.task(c, full=False))
-        if _breaks_only(gen.oracle, key, task):
+        if task is not None and _breaks_only(gen.oracle, key, task):
             misses = 0
             yield task
         else:

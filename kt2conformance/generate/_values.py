@@ -15,14 +15,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from hypothesis import strategies as st
 
 from kt2conformance._koppeltaal import SUBTASK_CODE
-from kt2conformance.spec._tree import Node, TypeRef, datatype_template
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import Profile
+from kt2conformance.spec._tree import Node, TypeRef, datatype_template
 
 Task = dict[str, Any]
 T = TypeVar("T")
@@ -96,13 +96,13 @@ class HypothesisChooser(Chooser):
         self.draw = draw
 
     def choose(self, options: Sequence[T]) -> T:
-        return self.draw(st.sampled_from(options))
+        return cast("T", self.draw(st.sampled_from(options)))
 
     def flip(self) -> bool:
-        return self.draw(st.booleans())
+        return cast(bool, self.draw(st.booleans()))
 
     def integer(self, lo: int, hi: int) -> int:
-        return self.draw(st.integers(lo, hi))
+        return cast(int, self.draw(st.integers(lo, hi)))
 
     def uuid(self) -> str:
         return str(self.draw(st.uuids()))

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec import _terminology as terminology
+from kt2conformance.spec._profile import Profile, load_profile
 from kt2conformance.spec._tree import (
     RESOURCE_TYPES,
     STRUCTURAL_INVARIANTS,
@@ -28,7 +29,6 @@ from kt2conformance.spec._tree import (
     datatype_invariants,
     datatype_template,
 )
-from kt2conformance.spec._profile import Profile, load_profile
 
 _REF = re.compile(r"(?:.*/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 _EXTENSION = TypeRef("Extension")
@@ -49,7 +49,7 @@ def reference_type(ref: dict[str, Any], resource: dict[str, Any]) -> str | None:
     """The resource type a Reference points at: its `type`, the type in a literal `reference`
     (relative or absolute), or the contained resource it names; None when it names none."""
     if isinstance(ref.get("type"), str):
-        return ref["type"]
+        return cast(str, ref["type"])
     literal = ref.get("reference")
     if not isinstance(literal, str):
         return None
@@ -75,7 +75,7 @@ def matches_pattern(value: Any, pattern: Any) -> bool:
         return isinstance(value, dict) and all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
     if isinstance(pattern, list):
         return isinstance(value, list) and all(any(matches_pattern(v, p) for v in value) for p in pattern)
-    return value == pattern
+    return bool(value == pattern)
 
 
 # JSON nesting the FHIR servers' parsers accept: Jackson's default StreamReadConstraints

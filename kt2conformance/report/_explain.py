@@ -111,7 +111,7 @@ def differing_paths(sent: Any, stored: Any, path: Path = ()) -> list[Path]:
                 out += differing_paths(sent[key], stored[key], (*path, key))
         return out
     if isinstance(sent, list) and isinstance(stored, list) and len(sent) == len(stored):
-        return [p for n, (a, b) in enumerate(zip(sent, stored))
+        return [p for n, (a, b) in enumerate(zip(sent, stored, strict=True))
                 for p in differing_paths(a, b, (*path, n))]
     return [] if sent == stored else [path]
 

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
@@ -25,6 +25,7 @@ from hypothesis.strategies import SearchStrategy
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import SERVER_RULES, rule
+from kt2conformance._vocabulary import Expectation, Verdict
 from kt2conformance.generate._strategies import (
     Prerequisites,
     invalid_tasks,
@@ -32,10 +33,9 @@ from kt2conformance.generate._strategies import (
     valid_tasks,
 )
 from kt2conformance.generate._values import oracle_for
-from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance.report import BaselineError, RunVerdict, load_baseline
 from kt2conformance.run._cases import Case, property_seed, shrink
 from kt2conformance.run._options import Options
-from kt2conformance.report import BaselineError, RunVerdict, load_baseline
 from kt2conformance.run._report import CaseLog, Outcome, Tallies, write_summary
 from kt2conformance.run._reporting import Reporting
 from kt2conformance.run._verdicts import judge, judge_read_back
@@ -84,7 +84,7 @@ class Engine:
         self.leftovers: list[str] = []
         self._server: Any = None
         self._connected = False
-        self._started = datetime.now(timezone.utc)
+        self._started = datetime.now(UTC)
         self._clock = time.monotonic()
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency)
         self._tallies = Tallies()

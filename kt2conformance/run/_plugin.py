@@ -5,7 +5,8 @@ It adds the `--kt-` options (the options of `kt2conformance run`, docs/contract.
 suites in `suites/` are run, a `Harness` for the session: the engine, plus what pytest needs to
 present it: report.html through pytest-html (defaulted into the reports folder; the engine's
 section on top), a failed test per constraint the target misjudged, skips with their reasons.
-junit.xml is the engine's own (one testcase per case) unless --junitxml asks for pytest's. Other pytest runs in the same environment (the project's own tests) see only the
+junit.xml is the engine's own (one testcase per case) unless --junitxml asks for pytest's. Other
+pytest runs in the same environment (the project's own tests) see only the
 options: the plugin stays inert.
 
 Set-up problems (unreachable target, 401/403, prerequisites refused) end the run at once through
@@ -26,10 +27,10 @@ from hypothesis.strategies import SearchStrategy
 from kt2conformance import _paths as paths
 from kt2conformance._errors import UsageError
 from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance.report import anchor
 from kt2conformance.run._cases import Case
 from kt2conformance.run._engine import Engine
 from kt2conformance.run._options import Options, add_options
-from kt2conformance.report import anchor
 from kt2conformance.run._report import Outcome
 from kt2conformance.target._client import Exchange
 from kt2conformance.target._redact import redact

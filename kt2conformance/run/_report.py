@@ -20,10 +20,9 @@ from typing import Any
 
 from kt2conformance._vocabulary import Expectation, Verdict
 from kt2conformance.run._cases import Case
+from kt2conformance.run._verdicts import Judgement
 from kt2conformance.target._client import Exchange
 from kt2conformance.target._redact import redact
-from kt2conformance.run._verdicts import Judgement
-
 
 
 class CaseLog:

@@ -31,9 +31,9 @@ from kt2conformance.report import (
     write_junit,
 )
 from kt2conformance.run._report import CaseLog, Outcome, Tallies
-from kt2conformance.target._client import outcome_elements, outcome_errors
 from kt2conformance.spec._constraints import Constraint
 from kt2conformance.spec._profile import Profile
+from kt2conformance.target._client import outcome_elements, outcome_errors
 from kt2conformance.target._redact import redact
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kt2conformance._errors import UsageError
+from kt2conformance._koppeltaal import KT2TASK_URL, PROFILE_VIOLATION_STATUS, rule
 from kt2conformance._vocabulary import Expectation, Problem, Verdict
 from kt2conformance.run._cases import Case
 from kt2conformance.target._client import RETRY_STATUSES, Exchange, outcome_errors
-from kt2conformance._errors import UsageError
-from kt2conformance._koppeltaal import KT2TASK_URL, PROFILE_VIOLATION_STATUS, rule
 
 # Elements a server fills in or may rewrite on create; not compared when a Task is read back.
 SERVER_MANAGED = frozenset({"id", "text"})
@@ -159,8 +159,8 @@ def stored_differences(sent: dict[str, Any], stored: dict[str, Any]) -> list[str
     ignored = SERVER_MANAGED | {"meta"}
     out = _differences({k: v for k, v in sent.items() if k not in ignored},
                        {k: v for k, v in stored.items() if k not in ignored}, root)
-    sent_meta = sent.get("meta") if isinstance(sent.get("meta"), dict) else {}
-    stored_meta = stored.get("meta") if isinstance(stored.get("meta"), dict) else {}
+    sent_meta: dict[str, Any] = sent["meta"] if isinstance(sent.get("meta"), dict) else {}
+    stored_meta: dict[str, Any] = stored["meta"] if isinstance(stored.get("meta"), dict) else {}
     for key, value in sent_meta.items():
         if key in SERVER_MANAGED_META:
             continue
@@ -187,7 +187,7 @@ def _differences(sent: Any, stored: Any, path: str) -> list[str]:
         return out
     if isinstance(sent, list) and isinstance(stored, list) and len(sent) == len(stored):
         out = []
-        for i, (a, b) in enumerate(zip(sent, stored)):
+        for i, (a, b) in enumerate(zip(sent, stored, strict=True)):
             out += _differences(a, b, f"{path}[{i}]")
         return out
     if sent == stored and type(sent) is type(stored):

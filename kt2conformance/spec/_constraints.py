@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from kt2conformance._koppeltaal import SERVER_RULES as KOPPELTAAL_RULES
-from kt2conformance.spec._tree import Node, build_tree, datatype_invariants, datatype_template, walk
 from kt2conformance.spec._profile import Profile
+from kt2conformance.spec._tree import Node, build_tree, datatype_invariants, datatype_template, walk
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import fhirpathpy
@@ -86,7 +86,7 @@ def compare_dates(left: str, right: str) -> int | None:
         assert a is not None and b is not None
         if len(a) == len(b) == 3 and a == b:
             return None  # same day, one side has a time the other lacks
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # compared up to the shorter precision
         if x != y:
             return -1 if x < y else 1
     return 0 if len(a) == len(b) else None
@@ -97,11 +97,11 @@ def _ordering(test: Callable[[int], bool], fallback: Callable[..., Any]) -> dict
         if not left or not right:
             return []
         a = _as_text(left[0]) if len(left) == 1 else None
-        b = _as_text(util.get_data(right[0])) if len(right) == 1 else None
+        b = _as_text(util.get_data(right[0])) if len(right) == 1 else None  # type: ignore[no-untyped-call]
         if a is not None and b is not None and _components(a) and _components(b):
             result = compare_dates(a, b)
             return [] if result is None else [test(result)]
-        return fallback(None, left, [util.get_data(r) for r in right])
+        return fallback(None, left, [util.get_data(r) for r in right])  # type: ignore[no-untyped-call]
 
     return {"fn": fn, "arity": {2: ["Any", "Any"]}, "nullable": True}
 
@@ -157,7 +157,7 @@ _R4_REF_1 = ("reference.startsWith('#').not() or (reference.substring(1).trace('
 PUBLISHED_FIXES: dict[str, str] = {_R4_REF_1: f"reference.exists() implies ({_R4_REF_1})"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_expression(expression: str, typed: bool) -> Callable[..., list[Any]]:
     """A compiled FHIRPath expression with the mends above; `typed` selects the R4 model (for a
     resource root, where `as(canonical)` and friends need types).
@@ -205,7 +205,7 @@ def _top_level(expression: str) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _plan(expression: str) -> _Plan:
     text = _STRING.sub("''", expression)
     top = _top_level(expression)
@@ -238,7 +238,7 @@ _TESTS: dict[str, Callable[[int], bool]] = {"<": lambda r: r < 0, "<=": lambda r
                                             ">": lambda r: r > 0, ">=": lambda r: r >= 0}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _order_form(expression: str) -> tuple[str, str, str] | None:
     """(left, op, right) for `a.exists().not() or b.exists().not() or a OP b` over two members
     (inv-1, per-1): the commonest invariant shape, and the costliest in fhirpathpy."""

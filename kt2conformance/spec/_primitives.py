@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from kt2conformance.spec._profile import datatype_definition
 
@@ -75,7 +75,7 @@ def _real_date(text: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=None)
+@cache
 def primitive(code: str) -> Primitive | None:
     """The rules of primitive type `code`, or None if `code` is not a primitive type."""
     sd = datatype_definition(code)

@@ -13,11 +13,11 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kt2conformance import _paths as paths
-from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance._errors import UsageError, read_json_file
+from kt2conformance._koppeltaal import KT2TASK_URL
 
 Json = dict[str, Any]
 
@@ -37,7 +37,7 @@ class Profile:
 
     @property
     def url(self) -> str:
-        return self.sd["url"]
+        return cast(str, self.sd["url"])
 
     @property
     def version(self) -> str | None:
@@ -45,11 +45,11 @@ class Profile:
 
     @property
     def type(self) -> str:
-        return self.sd["type"]
+        return cast(str, self.sd["type"])
 
     @property
     def elements(self) -> list[Json]:
-        return self.sd["snapshot"]["element"]
+        return cast(list[Json], self.sd["snapshot"]["element"])
 
     def structure_definition(self, url: str) -> Json | None:
         """The StructureDefinition with this canonical (a `|version` suffix is ignored)."""
@@ -109,7 +109,8 @@ def _check_profile(sd: Json, path: Path) -> None:
         raise UsageError(f"{path}: StructureDefinition {sd.get('url')} profiles {sd.get('type')!r}, not Task")
     elements = sd.get("snapshot", {}).get("element")
     if not isinstance(elements, list) or not elements:
-        raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has no snapshot (generate one with SUSHI --snapshot or the IG Publisher)")
+        raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has no snapshot "
+                         f"(generate one with SUSHI --snapshot or the IG Publisher)")
     if any(not isinstance(e, dict) or "id" not in e or "path" not in e for e in elements):
         raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has a malformed snapshot (element without id/path)")
 

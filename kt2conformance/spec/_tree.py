@@ -12,9 +12,10 @@ Nodes come from three places:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from fhirpathpy.models import models
 
@@ -134,8 +135,8 @@ def _fhir_type(type_el: Json, element_path: str) -> str:
         if element_path.count(".") == 1 and element_path.endswith(".id") and element_path[:-3] in RESOURCE_TYPES:
             return "id"
         ext = next((x.get("valueUrl") for x in type_el.get("extension", []) if x["url"] == _FHIR_TYPE_EXT), None)
-        return ext or "string"
-    return code
+        return cast(str | None, ext) or "string"
+    return cast(str, code)
 
 
 def resource_type_of_profile(profile: Profile | None, url: str) -> str | None:
@@ -269,7 +270,7 @@ def build_tree(profile: Profile) -> Node:
     return _tree(profile, profile.elements, None, True)
 
 
-def walk(node: Node, include_forbidden: bool = False):
+def walk(node: Node, include_forbidden: bool = False) -> Iterator[Node]:
     """Key-owning nodes, depth first; descendants of a forbidden (max 0) element are skipped:
     any presence of the element already breaks its max."""
     yield node

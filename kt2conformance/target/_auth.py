@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -219,7 +220,7 @@ class SmartBackendAuth(httpx.Auth):
         self._http.close()
 
 
-def _json_object(response: httpx.Response) -> dict:
+def _json_object(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:

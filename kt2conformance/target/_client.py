@@ -15,7 +15,7 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +25,8 @@ import httpx
 
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
-from kt2conformance._vocabulary import Problem
 from kt2conformance._koppeltaal import PRODUCTION_DOMAIN
+from kt2conformance._vocabulary import Problem
 from kt2conformance.target._redact import redact, redact_headers
 
 FHIR_JSON = "application/fhir+json"
@@ -153,7 +153,7 @@ class FhirClient:
                              expect_json=False)
 
     def search(self, resource_type: str,
-               params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None) -> Exchange:
+               params: Mapping[str, str] | None = None) -> Exchange:
         return self._request("GET", _segment(resource_type), params=params)
 
     def metadata(self) -> Exchange:
@@ -191,7 +191,7 @@ class FhirClient:
         path: str,
         *,
         body: bytes | None = None,
-        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Mapping[str, str] | None = None,
         content_type: str = FHIR_JSON,
         expect_json: bool = True,
     ) -> Exchange:
@@ -221,10 +221,10 @@ class FhirClient:
         exchange = outcome.exchange
         if exchange.status in RETRY_STATUSES:
             hinted = parse_retry_after(exchange.response_headers.get("retry-after"))
-            wait = hinted if hinted is not None else self.backoff * 2**attempt
+            wait = hinted if hinted is not None else self.backoff * 2.0**attempt
             return min(wait, self.max_retry_wait)
         if outcome.dropped and method in IDEMPOTENT:
-            return min(self.backoff * 2**attempt, self.max_retry_wait)
+            return min(self.backoff * 2.0**attempt, self.max_retry_wait)
         return None
 
     def _throttle(self) -> None:
@@ -333,7 +333,7 @@ def outcome_errors(body: Any) -> list[str]:
     texts = []
     for issue in body.get("issue") or []:
         if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
-            details = issue.get("details") if isinstance(issue.get("details"), dict) else {}
+            details: dict[str, Any] = issue["details"] if isinstance(issue.get("details"), dict) else {}
             text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "error"
             texts.append(" ".join(str(text).split())[:_MAX_DIAGNOSTIC])
     return texts
@@ -439,9 +439,9 @@ def _is_loopback(host: str) -> bool:
 def _production_claim(metadata: Any) -> str | None:
     if not isinstance(metadata, dict):
         return None
-    software = metadata.get("software") if isinstance(metadata.get("software"), dict) else {}
-    implementation = (metadata.get("implementation")
-                      if isinstance(metadata.get("implementation"), dict) else {})
+    software: dict[str, Any] = metadata["software"] if isinstance(metadata.get("software"), dict) else {}
+    implementation: dict[str, Any] = (metadata["implementation"]
+                                      if isinstance(metadata.get("implementation"), dict) else {})
     fields = {
         "name": metadata.get("name"),
         "title": metadata.get("title"),

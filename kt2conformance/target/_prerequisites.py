@@ -18,14 +18,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from kt2conformance.target._client import Exchange, FhirClient
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import PREREQUISITE_ORDER
 from kt2conformance._paths import FIXTURES_DIR
 from kt2conformance.generate._values import Prerequisites
-from kt2conformance.target._client import outcome_errors
+from kt2conformance.target._client import Exchange, FhirClient, outcome_errors
 
 EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"
 # Prerequisites field for each type the Task generators refer to.
@@ -39,7 +38,7 @@ _DROP = object()
 
 def load(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read the fixture {path}: {exc}") from None
 
@@ -158,7 +157,7 @@ def create_all(client: FhirClient, tracker: Tracker) -> Created:
     sent: dict[str, dict[str, Any]] = {}
 
     def resolve(rtype: str, rid: str) -> str | None:
-        new = renamed.get((rtype, rid)) or (created.get(rtype) or [None])[0]
+        new = renamed.get((rtype, rid)) or next(iter(created.get(rtype) or []), None)
         return f"{rtype}/{new}" if new else None
 
     for path in fixture_files():
@@ -189,7 +188,8 @@ def create_all(client: FhirClient, tracker: Tracker) -> Created:
 def example_task(prereqs: Prerequisites) -> dict[str, Any]:
     """The example Task of `fixtures/`, its placeholder references pointing at the prerequisites."""
     by_type = {t: getattr(prereqs, field) for t, field in FIELDS.items()}
-    return rewrite_references(load(EXAMPLE_TASK), lambda rtype, _id: by_type.get(rtype))
+    task: dict[str, Any] = rewrite_references(load(EXAMPLE_TASK), lambda rtype, _id: by_type.get(rtype))
+    return task
 
 
 def _stop_on_refused_credentials(exchange: Exchange) -> None:

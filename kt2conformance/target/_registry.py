@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 
 from kt2conformance import _paths as paths
-from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance._errors import UsageError
+from kt2conformance._koppeltaal import KT2TASK_URL
 
 MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
 MAX_UNPACKED_BYTES = 300 * 1024 * 1024
