@@ -254,7 +254,7 @@ def _min(site: _Site) -> Task | None:
         site.holder[prop] = [lacking] + value[1:] if isinstance(value, list) else lacking
         return site.task
     if prop is not None:
-        site.holder.pop(prop)
+        site.holder.pop(prop, None)
     return site.task
 
 
