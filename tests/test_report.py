@@ -133,7 +133,8 @@ def test_paths_and_marks() -> None:
     assert "\n".join(t for t, _ in lines) == json.dumps(task, indent=2)
     assert [t.strip() for t, hit in lines if hit] == ['"note": [', "{", '"text": "a"', "}", "],"]
     diff = diff_lines({"resourceType": "Task", "owner": {"reference": "x"}}, task)
-    assert diff is not None and any(op == "+" and '"note"' in t for op, t in diff)
+    assert diff is not None and any(op == "+" and '+   "note": [' in t.splitlines() for op, t in diff)
+    assert [op for op, _ in diff] == [" ", "+", " "]  # runs of one op are joined
     assert diff_lines({"a": 1}, {"b": 2, "c": 3, "d": 4}) is None  # nothing in common: no diff
     assert differing_paths({"id": "1", "a": [1, 2], "b": 1}, {"id": "2", "a": [1, 3]}) \
         in ([("a", 1), ("b",)], [("b",), ("a", 1)])

@@ -100,13 +100,26 @@ def test_failing_case_explains_itself(runs: dict[str, Any], browser: Any) -> Non
     added = minimal.locator(".kt-dadd").all_inner_texts()
     assert any('"note"' in line for line in added)
     assert not any('"note"' in line for line in minimal.locator(".kt-ddel").all_inner_texts())
-    # each failing case shows the Task sent with exactly the `note` element highlighted
+    # each failing case shows the Task sent with exactly the `note` element highlighted (the
+    # cases after the first open on a click)
+    for lazy in block.locator("details.kt-case").all():
+        lazy.locator("summary").first.click()
     for case in block.locator(".kt-case").all():
         marked = case.locator(".kt-json .kt-hl").all_text_contents()
         assert marked and marked[0].strip().startswith('"note"'), marked
         assert all("owner" not in line for line in marked)
     assert block.locator(".kt-curl pre").first.text_content().startswith("curl -sS")
     assert block.locator(".kt-copy").count() == block.locator(".kt-case").count()
+    # the copy button puts a whole command on the clipboard: the request line and, as a
+    # heredoc, the Task shown (in the file once)
+    page.evaluate("navigator.clipboard.writeText = t => { window.copied = t; return Promise.resolve(); }")
+    block.locator(".kt-copy").first.click()
+    page.wait_for_function("window.copied !== undefined")
+    command = page.evaluate("window.copied")
+    head, _, rest = command.partition("\n")
+    assert head.startswith("curl -sS -i -X POST ") and head.endswith("--data-binary @- <<'KT2_BODY'")
+    body, _, end = rest.rpartition("\n")
+    assert end == "KT2_BODY" and json.loads(body)["note"]
     # the overview row links to the explanation
     assert page.locator('#kt-overview a[href="#kt-f-Task-note-max"]').count() == 1
 

@@ -25,8 +25,15 @@ from kt2conformance.report._explain import (
 from kt2conformance.report._explain import Path as JsonPath
 from kt2conformance.report._verdict import Finding, finding_of
 
-DETAILED_FAILURES = 5  # failing cases per constraint shown in full
-MAX_BODY = 20_000  # characters of an answer kept (a hostile server may send megabytes)
+DETAILED_FAILURES = 3  # failing cases per constraint shown in full
+MAX_BODY = 4_000  # characters of an answer kept (a hostile server may send megabytes)
+
+
+def _same_json(text: str, value: Any) -> bool:
+    try:
+        return bool(json.loads(text) == value)
+    except ValueError:
+        return False
 
 
 def clip(text: str, limit: int = MAX_BODY) -> str:
@@ -83,7 +90,7 @@ class DetailLog:
 
 def case_detail(*, case_id: str, constraint: str | None, expected: str, verdict: str,
                 reason: str, status: int | None, body: Any, text: str | None,
-                content_type: str, received: str, read_back: Any, curl: str,
+                content_type: str, received: str, read_back: Any, curl: str, curl_body: bool,
                 issues: list[Issue], profile: str, kind: str | None, element: str | None,
                 cardinality: tuple[int, str] | None, said: str | None,
                 pointed: list[str], minimal: bool = False, minimal_valid: Any = None) -> dict[str, Any]:
@@ -104,6 +111,8 @@ def case_detail(*, case_id: str, constraint: str | None, expected: str, verdict:
                              element=element, status=status, issues=mine,
                              said=said, lost=lost, reason=reason,
                              cardinality=cardinality) if finding is not None else ""
+    if body is not None and text is None and received and _same_json(received, body):
+        received = "(the Task as sent, echoed back)"
     diff = diff_lines(minimal_valid, body) if minimal and minimal_valid is not None \
         and isinstance(body, dict) else None
     return {
@@ -113,6 +122,7 @@ def case_detail(*, case_id: str, constraint: str | None, expected: str, verdict:
         "text": clip(text) if text is not None else None, "content_type": content_type,
         "marks": [list(m) for m in marks], "received": clip(received),
         "read_back": read_back, "lost": [list(p) for p in lost], "curl": clip(curl),
+        "curl_body": curl_body,
         "minimal": minimal, "diff": diff,
         "issues": [[i.key, i.path, i.message] for i in issues[:10]],
     }

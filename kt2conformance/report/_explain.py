@@ -86,16 +86,35 @@ def json_lines(value: Any, marks: Sequence[Path]) -> list[tuple[str, bool]]:
     return out
 
 
+def segments(lines: Sequence[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Consecutive lines with the same mark joined into one (text, marked) segment: a few
+    elements a Task instead of one a line keep a report of thousands of cases light."""
+    out: list[tuple[str, bool]] = []
+    for text, hit in lines:
+        if out and out[-1][1] == hit:
+            out[-1] = (out[-1][0] + "\n" + text, hit)
+        else:
+            out.append((text, hit))
+    return out
+
+
 def diff_lines(valid: Any, sent: Any) -> list[tuple[str, str]] | None:
-    """(op, line) of a line diff from a minimal valid Task to the Task sent ('+' added, '-'
-    removed, ' ' same); None when the two have too little in common for a diff to help."""
+    """(op, lines) of a line diff from a minimal valid Task to the Task sent ('+' added, '-'
+    removed, ' ' same; consecutive lines of one op joined, each prefixed with its op); None
+    when the two have too little in common for a diff to help."""
     a = json.dumps(valid, indent=2, ensure_ascii=False).splitlines()
     b = json.dumps(sent, indent=2, ensure_ascii=False).splitlines()
     ops = [(line[0], line[2:]) for line in difflib.ndiff(a, b) if line[:1] in "+- "]
     changed = sum(op != " " for op, _ in ops)
     if not changed or changed > max(len(a), len(b)) // 2:
         return None
-    return ops
+    joined: list[tuple[str, str]] = []
+    for op, line in ops:
+        if joined and joined[-1][0] == op:
+            joined[-1] = (op, f"{joined[-1][1]}\n{op} {line}")
+        else:
+            joined.append((op, f"{op} {line}"))
+    return joined
 
 
 def differing_paths(sent: Any, stored: Any, path: Path = ()) -> list[Path]:

@@ -15,7 +15,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from kt2conformance.report._baseline import Comparison
-from kt2conformance.report._explain import constraint_text, json_lines
+from kt2conformance.report._explain import constraint_text, json_lines, segments
 from kt2conformance.report._overview import (
     DATA_LOSS,
     ERROR,
@@ -56,7 +56,6 @@ def _environment() -> jinja2.Environment:
 @dataclass
 class CaseView:
     id: str
-    anchor: str
     label: str
     status_class: str
     sentence: str
@@ -69,6 +68,7 @@ class CaseView:
     read_back: list[tuple[str, bool]] | None
     read_back_marked: bool
     curl: str
+    curl_body: bool  # the request had a body: the curl line takes it from the Task shown
     minimal: bool
     diff: list[tuple[str, str]] | None
     issues: list[dict[str, str]]
@@ -103,22 +103,24 @@ class RunFacts:
     strict: bool = False
 
 
-def _case_view(d: Mapping[str, Any], n: int) -> CaseView:
+def _case_view(d: Mapping[str, Any]) -> CaseView:
     finding = Finding(d["finding"]) if d.get("finding") else None
     status = _STATUS[finding] if finding else ("accepted" if d.get("expected") == "accept"
                                                else "enforced")
     marks = [tuple(m) for m in d.get("marks") or []]
     lost = [tuple(m) for m in d.get("lost") or []]
-    body_lines = json_lines(d["body"], marks) if d.get("text") is None else None
+    body_lines = segments(json_lines(d["body"], marks)) if d.get("text") is None else None
     answer = f"HTTP {d['status']}" if d.get("status") is not None else "no answer"
     return CaseView(
-        id=d["id"], anchor=f"kt-c{n}", label=finding.value if finding else d.get("verdict", ""),
+        id=d["id"], label=finding.value if finding else d.get("verdict", ""),
         status_class=status, sentence=d.get("sentence") or "",
         content_type=d.get("content_type") or "", lines=body_lines, text=d.get("text"),
         marked=any(h for _, h in body_lines or []), answer=answer,
         received=d.get("received") or "",
-        read_back=json_lines(d["read_back"], lost) if d.get("read_back") is not None else None,
-        read_back_marked=bool(lost), curl=d.get("curl") or "", minimal=bool(d.get("minimal")),
+        read_back=segments(json_lines(d["read_back"], lost))
+        if d.get("read_back") is not None else None,
+        read_back_marked=bool(lost), curl=d.get("curl") or "",
+        curl_body=bool(d.get("curl_body")), minimal=bool(d.get("minimal")),
         diff=[(op, text) for op, text in d["diff"]] if d.get("diff") else None,
         issues=[{"key": k, "path": p, "message": m} for k, p, m in d.get("issues") or []])
 
@@ -174,8 +176,9 @@ def render_section(verdict: RunVerdict, facts: RunFacts,
         first = ds[0]
         if key is not None and not first.get("finding") and first.get("text") is None:
             samples[key] = {"id": first["id"], "curl": first.get("curl") or "",
+                            "curl_body": bool(first.get("curl_body")),
                             "answer": f"HTTP {first.get('status')}",
-                            "lines": json_lines(first.get("body"), [])}
+                            "lines": segments(json_lines(first.get("body"), []))}
     rows = Counter(r.status for g in groups for r in g.rows)
     status_totals = [(s, LABEL[s], rows[s]) for s in ORDER if rows[s]]
     return _environment().get_template("section.html.j2").render(
@@ -195,16 +198,12 @@ def _failure_blocks(groups: list[Group], details: Mapping[str | None, list[dict[
     for group in groups:
         order += [r.key for r in group.rows if r.key in facts.constraints and r.key not in order]
     blocks = []
-    n = 0
     for key in order:
         failing = [d for d in details.get(key, []) if d.get("finding")]
         if not failing and key not in others:
             continue
         failing.sort(key=lambda d: not d.get("minimal"))
-        views = []
-        for d in failing:
-            n += 1
-            views.append(_case_view(d, n))
+        views = [_case_view(d) for d in failing]
         worst = min((v.status_class for v in views), key=ORDER.index, default=NOT_ENFORCED
                     if key else OVER_STRICT)
         kind, element = facts.kinds.get(key, ("", "")) if key else ("", "")

@@ -93,7 +93,7 @@ class Reporting:
             case_id=case.id, constraint=key, expected=case.expected, verdict=verdict.verdict,
             reason=verdict.reason, status=exchange.status, body=case.body, text=case.text,
             content_type=case.content_type, received=received, read_back=read_back,
-            curl=exchange.curl(), issues=issues, profile=self.profile_name,
+            curl=exchange.curl(body=False), curl_body=bool(exchange.request_body), issues=issues, profile=self.profile_name,
             kind=constraint.kind if constraint else None,
             element=constraint.element if constraint else None, cardinality=cardinality,
             said=said[0] if said else None, pointed=outcome_elements(exchange.json),

@@ -65,13 +65,14 @@ class Exchange:
         """Mark the answer unusable: its kind for verdicts, its message for people."""
         self.problem, self.error = problem, message
 
-    def curl(self) -> str:
-        """A command line that repeats this request, with credentials shown as <redacted>."""
+    def curl(self, body: bool = True) -> str:
+        """A command line that repeats this request, with credentials shown as <redacted>
+        (without its body when `body` is false: report.html adds it from the Task it shows)."""
         parts = ["curl", "-sS", "-i", "-X", self.method, shlex.quote(self.url)]
         for name, value in self.request_headers.items():
             if name.lower() not in _CURL_SKIP:
                 parts += ["-H", shlex.quote(f"{name}: {value}")]
-        if self.request_body:
+        if self.request_body and body:
             parts += ["--data-binary", shlex.quote(self.request_body)]
         return redact(" ".join(parts))
 

@@ -62,7 +62,13 @@
     document.addEventListener("click", function (e) {
       var b = e.target.closest && e.target.closest(".kt-copy");
       if (!b) return;
-      var text = document.getElementById(b.dataset.target).textContent;
+      var box = b.closest(".kt-case, .kt-sample");
+      var cmd = box.querySelector(".kt-curl-cmd");
+      var text = cmd.querySelector(".kt-curl-line").textContent;
+      if (cmd.querySelector(".kt-curl-end")) {  // the body is the request shown above
+        var sent = box.querySelector(".kt-sent pre");
+        text += "\n" + (sent ? sent.textContent : "") + "\nKT2_BODY";
+      }
       function fallback() {
         var area = document.createElement("textarea");
         area.value = text;
@@ -77,7 +83,16 @@
       } else { fallback(); done(); }
     });
   }
-  function start() { layout(); filters(); copying(); document.documentElement.dataset.ktReady = "1"; }
+  function lazy() {
+    // a case's content is an inert <template> until its <details> is first opened
+    document.addEventListener("toggle", function (e) {
+      var d = e.target;
+      if (!d.classList || !d.classList.contains("kt-lazy") || !d.open) return;
+      var t = d.querySelector(":scope > template");
+      if (t) { d.appendChild(t.content.cloneNode(true)); t.remove(); }
+    }, true);
+  }
+  function start() { layout(); filters(); copying(); lazy(); document.documentElement.dataset.ktReady = "1"; }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();
