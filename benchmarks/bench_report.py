@@ -35,9 +35,9 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from faulty_targets import ForwardingProxy, Incoming
+from faulty_targets import ForwardingProxy, Incoming  # noqa: E402
 
-from kt2conformance.target._server import ReferenceServer
+from kt2conformance.target._server import ReferenceServer  # noqa: E402
 
 CASES_PER_EXAMPLE = 191  # one valid Task plus one per invalid constraint key, per --examples
 

@@ -21,9 +21,9 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from faulty_targets import faulty_target
+from faulty_targets import faulty_target  # noqa: E402
 
-from kt2conformance.target._server import ReferenceServer
+from kt2conformance.target._server import ReferenceServer  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = {"width": 1280, "height": 900}
