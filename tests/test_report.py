@@ -15,6 +15,7 @@ from kt2conformance.report import (
     Finding,
     FindingCounts,
     Outcome,
+    case_detail,
     compare,
     finding_of,
     load_baseline,
@@ -172,3 +173,30 @@ def test_junit_counts_are_the_cases(tmp_path: Path) -> None:
     assert cases[2].find("error").get("message") == "no answer: \ufffd timeout <&>"
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert props["verdict"] == "DOES NOT CONFORM" and props["counts"] == verdict.counts
+
+
+def test_case_detail_marks_what_the_finding_is_about() -> None:
+    sent = {"resourceType": "Task", "status": "ready", "note": [{"text": "a"}]}
+    common = {"text": None, "content_type": "application/fhir+json", "curl": "curl -sS",
+              "curl_body": True, "profile": "KT2Task", "kind": None, "element": None,
+              "cardinality": None, "said": None}
+    # data loss: the elements read back differently are marked, in the read-back as well
+    lost = case_detail(case_id="valid#1", constraint=None, expected="accept", verdict="fail",
+                       reason="stored differently", status=201, body=sent, received="{}",
+                       read_back={**sent, "note": [{"text": "b"}]}, issues=[], pointed=[],
+                       **common)
+    assert lost["finding"] == "data loss" and lost["marks"] == [["note", 0, "text"]]
+    assert "`note[0].text`" in lost["sentence"]
+    # over-strict: the elements the server's refusal pointed at are marked
+    refused = case_detail(case_id="valid#2", constraint=None, expected="accept", verdict="fail",
+                          reason="refused", status=422, body=sent, received="{}", read_back=None,
+                          issues=[], pointed=["Task.status"], **common)
+    assert refused["finding"] == "over-strict" and refused["marks"] == [["status"]]
+    # not enforced: the oracle's issues for the case's own key, not the others
+    issues = [Issue("Task.status/binding", "Task.status", "not in the value set"),
+              Issue("Task.note/max", "Task.note", "note is not allowed (max 0)")]
+    loose = case_detail(case_id="Task.note/max#1", constraint="Task.note/max", expected="reject",
+                        verdict="fail", reason="accepted", status=201, body=sent,
+                        received=json.dumps(sent), read_back=None, issues=issues, pointed=[],
+                        **common)
+    assert loose["marks"] == [["note"]] and loose["received"] == "(the Task as sent, echoed back)"

@@ -203,6 +203,12 @@ def test_ctrl_c_still_cleans_up(tmp_path: Path, untouched: str) -> None:
         time.sleep(0.1)
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert (tmp_path / "reports" / "summary.json").is_file()
+    # an incomplete run never looks green: the console, report.html and junit.xml all say so
+    assert "kt2conformance: INCOMPLETE (interrupted" in stdout
+    html = (tmp_path / "reports" / "report.html").read_text()
+    assert 'id="kt-verdict">INCOMPLETE<' in html
+    junit = ET.parse(tmp_path / "reports" / "junit.xml").getroot()
+    assert {p.get("name"): p.get("value") for p in junit.iter("property")}["verdict"] == "INCOMPLETE"
