@@ -87,7 +87,7 @@ def test_unusable_answers_are_errors_not_findings(
     # POSTs are not retried after a timeout or a drop: the server may have stored the Task
     assert misbehaved == len(cases) * (4 if mode == "always-429" else 1)
     assert data["totals"] == {"cases": len(cases), "passed": 0, "failed": 0,
-                              "errors": len(cases)}
+                              "errors": len(cases), "data_loss": 0}
     if selection == BOTH_KINDS:
         assert data["constraints"]["Task.note/max"]["enforced"] is None
     assert "over-strict" not in result.stdout and "not enforced" not in result.stdout

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.server
 
 TYPES = ["Task", "Patient", "Practitioner", "CareTeam", "RelatedPerson", "ActivityDefinition",
          "Device", "Organization"]
-SUMMARY_KEYS = ["tool", "target", "profile", "seed", "started", "duration_s", "totals", "cases",
-                "constraints"]
+SUMMARY_KEYS = ["tool", "target", "profile", "seed", "started", "duration_s", "complete", "stopped",
+                "totals", "cases", "constraints"]  # the contract's order (docs/contract.md)
 CASE_KEYS = {"id", "expected", "constraint", "status", "verdict", "reason"}
 TOKEN = "e2e-secret-token-0123456789"
 

@@ -254,6 +254,8 @@ class Engine:
             "seed": self.options.seed,
             "started": self._started.isoformat(timespec="seconds"),
             "duration_s": duration,
+            "complete": stopped is None,
+            "stopped": stopped,
         }
         write_summary(self.reports / "summary.json", head, self._tallies, self.log)
         verdict = self.reporting.finish(head, self._tallies, self.log, self.skipped, self.junit,

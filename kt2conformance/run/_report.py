@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance.report import Finding, finding_of
 from kt2conformance.run._cases import Case
 from kt2conformance.run._verdicts import Judgement
 from kt2conformance.target._client import Exchange
@@ -76,7 +77,7 @@ class Tallies:
     """Everything summary.json and the matrix need, gathered in one pass over the records."""
 
     totals: dict[str, int] = field(
-        default_factory=lambda: {"cases": 0, "passed": 0, "failed": 0, "errors": 0})
+        default_factory=lambda: {"cases": 0, "passed": 0, "failed": 0, "errors": 0, "data_loss": 0})
     by_key: dict[str, Tally] = field(default_factory=dict)
     valid: Tally = field(default_factory=Tally)  # cases that must be accepted
 
@@ -92,6 +93,7 @@ class Tallies:
             tally.cases += 1
             tally.failed += verdict == Verdict.FAIL
             tally.judged += verdict != Verdict.ERROR
+            tallies.totals["data_loss"] += finding_of(record) is Finding.DATA_LOSS
         return tallies
 
     def constraints(self) -> dict[str, dict[str, Any]]:
