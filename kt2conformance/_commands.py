@@ -1,22 +1,44 @@
-"""The local commands of the CLI: `validate`, `constraints` and `generate` (CONTRACT.md)."""
+"""The local commands of the CLI: `validate`, `constraints` and `generate` (CONTRACT.md).
+
+Each takes `--profile` as `select_profiles` reads it: one profile (file, folder, package folder
+or name) or several (`KT2Device,KT2Task`, `all`). A profile that cannot be judged (built on
+packages not available here) ends the command with its one-line reason when it was asked for by
+name alone; within several it is left out with that line on stderr."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from kt2conformance._errors import UsageError, printable, read_json_file
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._constraints import derive_constraints
-from kt2conformance.spec._profile import load_profile
+from kt2conformance.spec._profile import Profile, select_profiles
+
+
+def judgeable_profiles(selection: str | None) -> list[Profile]:
+    """The selected profiles that can be judged. An unjudgeable one alone is a usage error (its
+    one-line reason); among several it is skipped, its reason on stderr."""
+    profiles = select_profiles(selection)
+    if len(profiles) == 1 and profiles[0].unjudgeable:
+        raise UsageError(str(profiles[0].unjudgeable))
+    for profile in profiles:
+        if profile.unjudgeable:
+            print(f"kt2conformance: not judged: {profile.unjudgeable}", file=sys.stderr)
+    return [p for p in profiles if not p.unjudgeable]
 
 
 def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
-    oracle = Oracle(load_profile(profile))
+    """Each file against the selected profile; with several, the one for the resource's type."""
+    oracles = {p.type: Oracle(p) for p in reversed(judgeable_profiles(profile))}
+    first = next(iter(oracles.values()))
     tasks = [(f, read_json_file(Path(f))) for f in files]  # all inputs usable before any verdict
     results: list[dict[str, Any]] = []
     for name, task in tasks:
+        kind = task.get("resourceType") if isinstance(task, dict) else None
+        oracle = oracles.get(kind, first) if isinstance(kind, str) else first
         issues = oracle.validate(task)
         valid = not any(i.severity == "error" for i in issues)
         results.append({"file": name, "valid": valid, "issues": [i.as_dict() for i in issues]})
@@ -31,13 +53,21 @@ def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
 
 
 def constraints_command(profile: str | None, fmt: str) -> int:
-    constraints = derive_constraints(load_profile(profile))
+    """The constraints of each selected profile; with several, JSON entries carry `profile` (its
+    URL) and the text lists each profile under its name."""
+    profiles = judgeable_profiles(profile)
+    several = len(profiles) > 1
+    listed = [(p, derive_constraints(p)) for p in profiles]
     if fmt == "json":
-        print(json.dumps([c.as_dict() for c in constraints], indent=2))
+        print(json.dumps([{**c.as_dict(), **({"profile": p.url} if several else {})}
+                          for p, constraints in listed for c in constraints], indent=2))
     else:
-        width = max(len(c.key) for c in constraints)
-        for c in constraints:
-            print(f"{c.key:{width}}  {c.description}")
+        width = max(len(c.key) for _, constraints in listed for c in constraints)
+        for p, constraints in listed:
+            if several:
+                print(f"# {p.name} ({p.url}|{p.version}): {len(constraints)} constraints")
+            for c in constraints:
+                print(f"{c.key:{width}}  {c.description}")
     return 0
 
 
@@ -48,7 +78,7 @@ def generate_command(valid: int | None, invalid: bool, seed: int, out: str, prof
 
     from kt2conformance.generate import _strategies as strategies
 
-    loaded = load_profile(profile)
+    profiles = judgeable_profiles(profile)
     folder = Path(out)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -57,20 +87,25 @@ def generate_command(valid: int | None, invalid: bool, seed: int, out: str, prof
     prereqs = strategies.Prerequisites()
     index = []
 
-    def write(name: str, task: Any, key: str | None) -> None:
+    def write(name: str, task: Any, key: str | None, loaded: Profile) -> None:
         (folder / name).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
         index.append({"file": name, "expected": "accept" if key is None else "reject", "constraint": key,
-                      "description": "conforms to the profile" if key is None else f"breaks {key} only"})
+                      "description": "conforms to the profile" if key is None else f"breaks {key} only",
+                      **({"profile": loaded.url} if len(profiles) > 1 else {})})
 
-    if valid is not None:
-        if valid < 0:
-            raise UsageError("--valid must be at least 0")
-        for n, task in enumerate(islice(strategies.generate_valid(loaded, prereqs, seed), valid)):
-            write(f"valid-{n + 1:04d}.json", task, None)
-    else:
-        for key in sorted(strategies.invalid_tasks(loaded, prereqs)):
-            stem = key.replace("/", "__").replace(":", "_").replace("[x]", "x")
-            write(f"invalid-{stem}.json", next(strategies.generate_invalid(loaded, key, prereqs, seed)), key)
+    if valid is not None and valid < 0:
+        raise UsageError("--valid must be at least 0")
+    for loaded in profiles:
+        # with several profiles, file names start with the profile's name (`KT2Device-valid-0001.json`)
+        prefix = f"{loaded.name}-" if len(profiles) > 1 else ""
+        if valid is not None:
+            for n, task in enumerate(islice(strategies.generate_valid(loaded, prereqs, seed), valid)):
+                write(f"{prefix}valid-{n + 1:04d}.json", task, None, loaded)
+        else:
+            for key in sorted(strategies.invalid_tasks(loaded, prereqs)):
+                stem = key.replace("/", "__").replace(":", "_").replace("[x]", "x")
+                write(f"{prefix}invalid-{stem}.json",
+                      next(strategies.generate_invalid(loaded, key, prereqs, seed)), key, loaded)
     (folder / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {len(index)} Tasks to {folder}")
+    print(f"wrote {len(index)} resources to {folder}")
     return 0

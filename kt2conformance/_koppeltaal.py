@@ -25,12 +25,27 @@ from typing import Any, Protocol, TypeVar
 from kt2conformance._vocabulary import ConstraintKey, Kind
 
 __all__ = [
-    "BASE_TASK_URL", "KT2TASK_URL", "PREREQUISITE_ORDER", "PRODUCTION_DOMAIN",
-    "PROFILE_VIOLATION_STATUS", "RESOURCE_ORIGIN_URL", "SERVER_RULES", "SUBTASK_CODE",
-    "TASK_CODE_SYSTEM", "ServerRule", "rule",
+    "BASE_TASK_URL",
+    "KT2TASK_URL",
+    "PREREQUISITE_ORDER",
+    "PRODUCTION_DOMAIN",
+    "PROFILE_CLAIMS",
+    "PROFILE_VIOLATION_STATUS",
+    "RESOURCE_ORIGIN_URL",
+    "SERVER_RULES",
+    "SUBTASK_CODE",
+    "TASK_CODE_SYSTEM",
+    "ServerRule",
+    "rule",
+    "rules_for",
 ]
 
 KT2TASK_URL = "http://koppeltaal.nl/fhir/StructureDefinition/KT2Task"
+# The KT2 profile a resource of each type must claim in meta.profile, else production refuses it
+# with 412 (its RepositoryValidationInterceptorFactoryR4: requireAtLeastProfile per type).
+PROFILE_CLAIMS = {t: f"http://koppeltaal.nl/fhir/StructureDefinition/KT2{t}" for t in (
+    "ActivityDefinition", "AuditEvent", "CareTeam", "Device", "Endpoint", "Organization",
+    "Patient", "Practitioner", "RelatedPerson", "Subscription", "Task")}
 BASE_TASK_URL = "http://hl7.org/fhir/StructureDefinition/Task"
 RESOURCE_ORIGIN_URL = "http://koppeltaal.nl/fhir/StructureDefinition/resource-origin"
 TASK_CODE_SYSTEM = "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code"
@@ -65,7 +80,8 @@ class ServerRule:
     strict_status: int | None  # what production answers; None: not a refusal of a request
     protocol_only: bool  # broken by the request (header, bytes, sequence), not by a Task body
     how: str  # how the harness breaks it, for people
-    fault: Callable[[Choices, Task], Task] | None = None  # a minimal valid Task, broken
+    fault: Callable[[Choices, Task], Task | None] | None = None  # a minimal valid resource, broken
+    types: frozenset[str] | None = None  # the resource types it applies to; None: every type
 
     @property
     def key(self) -> ConstraintKey:
@@ -79,8 +95,9 @@ class ServerRule:
         return f"{self.description} ({self.strict_status})"
 
 
-def _no_kt2task_claim(c: Choices, task: Task) -> Task:
-    return {**task, "meta": c.choose([{}, {"profile": [BASE_TASK_URL]}])}
+def _no_kt2_claim(c: Choices, task: Task) -> Task:
+    base = f"http://hl7.org/fhir/StructureDefinition/{task.get('resourceType')}"
+    return {**task, "meta": c.choose([{}, {"profile": [base]}])}
 
 
 def _view_without_part_of(c: Choices, task: Task) -> Task:
@@ -88,21 +105,32 @@ def _view_without_part_of(c: Choices, task: Task) -> Task:
     return {**rest, "code": {"coding": [{"system": TASK_CODE_SYSTEM, "code": SUBTASK_CODE}]}}
 
 
-def _missing_reference(c: Choices, task: Task) -> Task:
-    return {**task, "for": {"reference": f"Patient/missing-{c.uuid()}"}}
+def _missing_reference(c: Choices, task: Task) -> Task | None:
+    """A Task's `for`, else the first literal reference of the resource, pointing nowhere."""
+    if task.get("resourceType") == "Task":
+        return {**task, "for": {"reference": f"Patient/missing-{c.uuid()}"}}
+    for name, value in task.items():
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("reference"), str) and "/" in item["reference"]:
+                broken = {**item, "reference": f"{item['reference'].split('/')[0]}/missing-{c.uuid()}"}
+                new = [*items[:i], broken, *items[i + 1:]] if isinstance(value, list) else broken
+                return {**task, name: new}
+    return None
 
 
 SERVER_RULES: tuple[ServerRule, ...] = (
-    ServerRule("meta.profile", "a Task must declare KT2Task in meta.profile", 412, False,
-               "no meta, or meta.profile naming only the base Task", _no_kt2task_claim),
+    ServerRule("meta.profile", "a resource of a KT2 type must declare its KT2 profile in "
+               "meta.profile", 412, False,
+               "no meta, or meta.profile naming only the base resource", _no_kt2_claim),
     ServerRule("content-type", "a resource must be sent as application/fhir+json", 415, True,
                "a transport fault (the Content-Type header), not a Task body"),
     ServerRule("json-syntax", "a body that is not JSON is refused", 400, True,
                "a transport fault (a body that is not JSON), not a Task body"),
     ServerRule("subtask-partOf", "a Task with code `view` needs partOf", 422, False,
-               "code `view` without partOf", _view_without_part_of),
+               "code `view` without partOf", _view_without_part_of, frozenset({"Task"})),
     ServerRule("reference-integrity", "references must resolve to existing resources", 400,
-               False, "a reference to a Patient that does not exist", _missing_reference),
+               False, "a reference to a resource that does not exist", _missing_reference),
     ServerRule("resource-origin", "a client-set resource-origin extension is refused; the "
                "server sets its own, naming the client's Device", 400, True,
                "a Task carrying its own resource-origin extension (the protocol suite)"),
@@ -113,6 +141,12 @@ SERVER_RULES: tuple[ServerRule, ...] = (
 )
 
 _BY_KEY: dict[str, ServerRule] = {r.key: r for r in SERVER_RULES}
+
+
+def rules_for(resource_type: str) -> tuple[ServerRule, ...]:
+    """The server rules that apply to resources of this type (meta.profile only to KT2 types)."""
+    return tuple(r for r in SERVER_RULES if (r.types is None or resource_type in r.types)
+                 and (r.name != "meta.profile" or resource_type in PROFILE_CLAIMS))
 
 
 def rule(key: str) -> ServerRule | None:

@@ -18,7 +18,7 @@ from kt2conformance import _paths as paths
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import KT2TASK_URL
 from kt2conformance.cli import main
-from kt2conformance.spec._profile import Profile, load_profile
+from kt2conformance.spec._profile import Profile, load_profile, select_profiles
 
 KT2TASK_FILE = paths.DEFAULT_PROFILE_DIR / "StructureDefinition-KT2Task.json"
 
@@ -101,12 +101,67 @@ def test_not_a_structure_definition() -> None:
     assert "not a StructureDefinition" in _usage_error(fixture)
 
 
-def test_structure_definition_of_another_type(tmp_path: Path) -> None:
+def test_structure_definition_whose_type_and_snapshot_disagree(tmp_path: Path) -> None:
     sd = kt2task_sd()
     sd["type"] = "Patient"
     file = tmp_path / "StructureDefinition-Other.json"
     file.write_text(json.dumps(sd), encoding="utf-8")
-    assert "'Patient', not Task" in _usage_error(file)
+    assert "profiles 'Patient' but its snapshot describes 'Task'" in _usage_error(file)
+
+
+def test_extension_definition_is_not_a_resource_profile() -> None:
+    file = paths.DEFAULT_PROFILE_DIR / "StructureDefinition-instantiates.json"
+    assert "is not a resource profile (kind 'complex-type'" in _usage_error(file)
+
+
+CORE_BASED = ["KT2ActivityDefinition", "KT2AuditEvent", "KT2Device", "KT2Endpoint",
+              "KT2Subscription", "KT2Task"]
+NL_CORE_BASED = ["KT2CareTeam", "KT2Organization", "KT2Patient", "KT2Practitioner",
+                 "KT2RelatedPerson"]
+
+
+@pytest.mark.parametrize("name", ["KT2Device", "KT2_Device", "kt2device"])
+def test_profile_by_name(name: str) -> None:
+    profile = load_profile(name)
+    assert (profile.url, profile.type) == ("http://koppeltaal.nl/fhir/StructureDefinition/KT2Device", "Device")
+    assert profile.unjudgeable is None
+    assert profile.structure_definition("http://koppeltaal.nl/fhir/StructureDefinition/resource-origin")
+
+
+def test_unknown_name_lists_the_names() -> None:
+    message = _usage_error("KT2Nothing")
+    assert "profile not found: KT2Nothing" in message and "KT2Endpoint" in message
+
+
+def test_select_all_and_several() -> None:
+    every = select_profiles("all")
+    assert [p.name for p in every] == sorted(CORE_BASED + NL_CORE_BASED)
+    assert [p.name for p in every if p.unjudgeable is None] == CORE_BASED
+    assert [p.name for p in select_profiles("KT2Task, KT2_Device,KT2Task")] == ["KT2Task", "KT2Device"]
+    assert [p.name for p in select_profiles(None)] == ["KT2Task"]
+
+
+@pytest.mark.parametrize("name", NL_CORE_BASED)
+def test_nl_core_based_profile_says_what_it_needs(name: str) -> None:
+    reason = load_profile(name).unjudgeable
+    assert reason is not None and "\n" not in reason
+    assert reason.startswith(f"{name} builds on http://nictiz.nl/fhir/StructureDefinition/nl-core-")
+    assert "nictiz.fhir.nl.r4.nl-core#0.12.0-beta.4" in reason
+    assert "official examples are created and read back" in reason
+
+
+def test_base_profile_present_in_the_folder_is_judgeable(tmp_path: Path) -> None:
+    """A profile on a profile: judgeable when the folder holds the base (here a copy of KT2Task
+    re-homed as the parent of a derived profile)."""
+    parent = kt2task_sd()
+    child = {**kt2task_sd(), "url": "http://example.org/fhir/StructureDefinition/Child",
+             "baseDefinition": parent["url"]}
+    (tmp_path / "parent.json").write_text(json.dumps(parent), encoding="utf-8")
+    (tmp_path / "child.json").write_text(json.dumps(child), encoding="utf-8")
+    assert load_profile(tmp_path / "child.json").unjudgeable is None
+    (tmp_path / "parent.json").unlink()
+    assert "builds on http://koppeltaal.nl/fhir/StructureDefinition/KT2Task" in str(
+        load_profile(tmp_path / "child.json").unjudgeable)
 
 
 def test_structure_definition_without_snapshot(tmp_path: Path) -> None:

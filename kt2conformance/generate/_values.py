@@ -9,6 +9,8 @@ goes through a `Chooser`: Hypothesis' (shrinkable) or a seeded random one (fast,
 
 from __future__ import annotations
 
+import base64
+import copy
 import datetime as dt
 import random
 import uuid
@@ -47,11 +49,14 @@ class Prerequisites:
     related_person: str = "RelatedPerson/relatedperson-1"
     activity_definition: str = "ActivityDefinition/activitydefinition-1"
     device: str = "Device/device-1"
+    organization: str = "Organization/organization-1"
+    endpoint: str = "Endpoint/endpoint-1"
     task: str | None = None
 
     def by_type(self) -> dict[str, str]:
         refs = [self.patient, self.practitioner, self.care_team, self.related_person,
-                self.activity_definition, self.device] + ([self.task] if self.task else [])
+                self.activity_definition, self.device, self.organization, self.endpoint] \
+            + ([self.task] if self.task else [])
         return {r.split("/")[0]: r for r in refs}
 
 
@@ -153,6 +158,8 @@ class TaskGenerator:
     def primitive(self, c: Chooser, code: str, node: Node, clock: list[dt.datetime]) -> Any:
         if node.fixed is not None:
             return node.fixed[1]
+        if node.pattern is not None:
+            return node.pattern[1]
         if node.binding is not None:
             codes = self.oracle.expansion(node.binding[1])
             if codes:
@@ -181,6 +188,12 @@ class TaskGenerator:
             return f"urn:uuid:{c.uuid()}"
         if code == "xhtml":
             return XHTML.format(c.words())
+        if code == "base64Binary":
+            return base64.b64encode(c.words().encode()).decode()
+        if code == "time":
+            return c.moment().strftime("%H:%M:%S")
+        if code == "oid":
+            return f"urn:oid:2.16.528.1.{c.integer(1, 9999)}"
         return c.words()
 
     # -- complex values -----------------------------------------------------------------------
@@ -201,21 +214,44 @@ class TaskGenerator:
             ref["type"] = rtype
         return ref
 
+    def coded(self, c: Chooser, node: Node, tref: TypeRef) -> dict[str, Any] | None:
+        """A Coding or CodeableConcept from the ValueSet the element is bound to (required or
+        extensible: weaker bindings keep the generic values), when it can be expanded."""
+        binding = node.binding
+        codes = self.oracle.expansion(binding[1]) if binding and binding[0] in ("required", "extensible") else None
+        if not codes or tref.code not in ("Coding", "CodeableConcept"):
+            return None
+        system, code = c.choose(sorted(codes))
+        coding = {"system": system, "code": code}
+        return coding if tref.code == "Coding" else {"coding": [coding]}
+
     def complex(self, c: Chooser, node: Node, tref: TypeRef, clock: list[dt.datetime], full: bool, depth: int) -> dict[str, Any]:
+        # fixed and pattern values are given as they are: a pattern is itself a matching value
+        if node.fixed is not None:
+            return copy.deepcopy(node.fixed[1])
+        if node.pattern is not None:
+            return copy.deepcopy(node.pattern[1])
         if tref.code == "Reference":
             return self.reference(c, tref)
+        if (coded := self.coded(c, node, tref)) is not None:
+            return coded
         if tref.code == "Extension":  # an extension no slice describes: any url, a simple value
             return {"url": "http://example.org/fhir/StructureDefinition/" + c.choose(WORDS),
                     "valueString": c.words()}
         children = node.children if (node.explicit_children or len(node.types) == 1) else datatype_template(tref.code)
         out = self.fill(c, children, clock, full and depth < 1, depth + 1, skip={"id", "extension", "modifierExtension"})
         if not any(k != "id" for k in out):
-            # ele-1 wants a value or children: give every primitive part we can fill well
-            # (an Identifier gets its system and value, a Period its start and end).
-            for part in children.values():
-                if part.types and part.types[0].primitive is not None and part.name != "id" and not part.forbidden \
-                        and not part.is_choice and self.can_fill(part):
-                    out[part.name] = self.primitive(c, part.types[0].code, part, clock)
+            # ele-1 wants a value or children: give primitive parts we can fill well (an
+            # Identifier its system and value, a Period its start and end), each drawn, at least
+            # one: some pairs exclude each other (AuditEvent.entity's name and query, sev-1).
+            parts = [part for part in children.values()
+                     if part.types and part.types[0].primitive is not None and part.name != "id"
+                     and not part.forbidden and not part.is_choice and self.can_fill(part)]
+            # one part in a minimal value, a drawn subset in a full one
+            chosen = [c.choose(parts)] if parts and not full else \
+                [p for p in parts if c.flip()] or parts[-1:]
+            for part in chosen:
+                out[part.name] = self.primitive(c, part.types[0].code, part, clock)
         return out
 
     def can_fill(self, node: Node) -> bool:
@@ -270,13 +306,15 @@ class TaskGenerator:
         task: Task = {"resourceType": self.profile.type, "meta": {"profile": [self.profile.url]}}
         task.update(self.fill(c, self.tree.children, clock, full, 0, skip=_NOT_GENERATED | {"extension"}))
         ext_node = self.tree.children.get("extension")
-        if full and ext_node is not None:
+        if ext_node is not None:  # required slices always (KT2ActivityDefinition's endpoint), others when full
             extensions = []
             for sl in ext_node.slices.values():
+                if sl.forbidden or not (full or sl.min > 0):
+                    continue
                 upper = 2 if sl.max is None else min(sl.max, 2)
-                for _ in range(c.integer(sl.min, upper)):
+                for _ in range(c.integer(sl.min, upper) if full else sl.min):
                     extensions.append(self.slice_instance(c, sl, clock))
-            if c.flip():
+            if full and c.flip():
                 extensions.append(self.complex(c, ext_node, ext_node.types[0], clock, False, 1))
             if extensions:
                 task["extension"] = extensions

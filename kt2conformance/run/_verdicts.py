@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kt2conformance._errors import UsageError
-from kt2conformance._koppeltaal import KT2TASK_URL, PROFILE_VIOLATION_STATUS, rule
+from kt2conformance._koppeltaal import PROFILE_CLAIMS, PROFILE_VIOLATION_STATUS, rule
 from kt2conformance._vocabulary import Expectation, Problem, Verdict
 from kt2conformance.run._cases import Case
 from kt2conformance.target._client import RETRY_STATUSES, Exchange, outcome_errors
@@ -94,15 +94,17 @@ def _strict(key: str) -> int:
     return server_rule.strict_status
 
 
-def _strict_status(body: Any) -> int:
+def _strict_status(body: Any, endpoint: str) -> int:
     """The documented status for a profile violation, in the order the production server checks:
-    a body that is not a Task at all is a bad request (400), a Task whose fault took away its
-    KT2Task claim fails the claim check first (412), any other violation is 422."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Task":
+    a body that is not a resource of the endpoint's type is a bad request (400), one of a KT2 type whose
+    fault took away its KT2 profile claim fails the claim check first (412), any other violation
+    is 422."""
+    if not isinstance(body, dict) or body.get("resourceType") != endpoint:
         return _strict("server/json-syntax")
     meta = body.get("meta")
     profiles = meta.get("profile") if isinstance(meta, dict) else None
-    if not isinstance(profiles, list) or KT2TASK_URL not in profiles:
+    claim = PROFILE_CLAIMS.get(body["resourceType"])
+    if claim is not None and (not isinstance(profiles, list) or claim not in profiles):
         return _strict("server/meta.profile")
     return PROFILE_VIOLATION_STATUS
 
@@ -121,7 +123,7 @@ def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Judgement:
     if strict:
         server_rule = rule(what)
         wanted = (server_rule.strict_status if server_rule and server_rule.strict_status
-                  else _strict_status(case.body))
+                  else _strict_status(case.body, case.resource_type))
         if status != wanted:
             return Judgement(Verdict.FAIL, f"--strict: refused with HTTP {status}, not {wanted}"
                                  f"{_said(exchange)}")

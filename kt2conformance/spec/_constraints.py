@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kt2conformance._koppeltaal import SERVER_RULES as KOPPELTAAL_RULES
+from kt2conformance._koppeltaal import rules_for
 from kt2conformance.spec._profile import Profile
 from kt2conformance.spec._tree import Node, build_tree, datatype_invariants, datatype_template, walk
 
@@ -33,9 +33,10 @@ class Constraint:
         return asdict(self)
 
 
-# The Koppeltaal server rules, as constraints (their one home is kt2conformance._koppeltaal).
-SERVER_RULES: list[Constraint] = [
-    Constraint(r.key, "server", "server", r.summary) for r in KOPPELTAAL_RULES]
+def server_rules(resource_type: str) -> list[Constraint]:
+    """The server rules that apply to resources of this type, as constraints (their one home is
+    kt2conformance._koppeltaal)."""
+    return [Constraint(r.key, "server", "server", r.summary) for r in rules_for(resource_type)]
 
 
 def _nested_invariants(code: str, seen: set[str]) -> list[tuple[str, str, str]]:
@@ -118,9 +119,9 @@ def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
 
 
 def derive_constraints(profile: Profile, tree: Node | None = None) -> list[Constraint]:
-    """Every constraint of the profile, in snapshot order, then the server rules."""
+    """Every constraint of the profile, in snapshot order, then the server rules for its type."""
     root = tree if tree is not None else build_tree(profile)
     out: list[Constraint] = []
     for node in walk(root):
         out += _node_constraints(node, node is root)
-    return out + SERVER_RULES
+    return out + server_rules(profile.type)

@@ -2,6 +2,8 @@
 
 fhirpathpy 2.2.4 (measured in tests/test_fhirpath.py):
 - has no `hasValue()` (used by ele-1 and per-1) and no `htmlChecks()` (txt-1, txt-2);
+- cannot order Quantities (rng-2 `low <= high` raises TypeError): same-unit Quantities are
+  compared by value here, others give an empty result;
 - compares dateTime element values wrongly: `2023-01-01T09:30:00Z >= 2023-01-01T10:00:00+01:00`
   gives false (time zones ignored), `…:00Z` vs `…:00.000Z` are unequal, and a date against a
   dateTime of the same day is not empty.
@@ -101,9 +103,29 @@ def _ordering(test: Callable[[int], bool], fallback: Callable[..., Any]) -> dict
         if a is not None and b is not None and _components(a) and _components(b):
             result = compare_dates(a, b)
             return [] if result is None else [test(result)]
+        if len(left) == 1 == len(right) and (q := _quantities(util.get_data(left[0]), util.get_data(right[0]))):
+            x, y = q
+            return [] if x is None or y is None else [test((x > y) - (x < y))]
         return fallback(None, left, [util.get_data(r) for r in right])  # type: ignore[no-untyped-call]
 
     return {"fn": fn, "arity": {2: ["Any", "Any"]}, "nullable": True}
+
+
+def _quantities(left: Any, right: Any) -> tuple[Decimal | None, Decimal | None] | None:
+    """Two Quantity elements (JSON objects with a numeric `value`) as comparable numbers, for the
+    ordering operators fhirpathpy lacks on them (rng-2 `low <= high` on a Range). Quantities in
+    different units are not converted: (None, None), an empty result, where the HL7 engine would
+    convert by UCUM. None when the operands are not both Quantities."""
+    if not (isinstance(left, dict) and isinstance(right, dict)):
+        return None
+    values = left.get("value"), right.get("value")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    unit = [(q.get("system"), q.get("code")) if q.get("code") is not None else (None, q.get("unit"))
+            for q in (left, right)]
+    if unit[0] != unit[1]:
+        return None, None
+    return Decimal(str(values[0])), Decimal(str(values[1]))
 
 
 def _has_value(inputs: list[Any]) -> list[bool]:

@@ -1,10 +1,17 @@
-"""Loading a profile: the KT2Task StructureDefinition and the conformance resources it depends on
-(extension definitions, ValueSets, CodeSystems), plus the R4 datatype definitions.
+"""Loading a profile: a resource profile's StructureDefinition (KT2Task by default) and the
+conformance resources it depends on (extension definitions, ValueSets, CodeSystems), plus the R4
+datatype definitions.
 
 A profile is given as a StructureDefinition file, a folder of definitions, or a package folder
 (an npm-style FHIR package: `package/package.json` next to the resources). Dependencies are looked
 up in the same folder; nothing about KT2Task is assumed beyond its canonical URL being the
-default choice when a folder holds several Task profiles.
+default choice when a folder holds several Task profiles. A profile can also be named (`KT2Device`,
+its StructureDefinition's name, id or the last part of its URL) and several selected at once
+(`KT2Device,KT2Task`, or `all`): `select_profiles`, looked up in the vendored package folder.
+
+A profile whose base profile is neither core FHIR nor in its folder (the KT2 profiles built on
+the Dutch nl-core profiles) cannot be judged: its snapshot was built without what the base adds.
+`Profile.unjudgeable` says so in one line, naming the packages it would need.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from kt2conformance._koppeltaal import KT2TASK_URL
 
 Json = dict[str, Any]
 
+CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
+ALL = "all"  # `--profile all`: every resource profile of the vendored package
+
 
 @dataclass(eq=False)
 class Profile:
@@ -34,6 +44,7 @@ class Profile:
     code_systems: dict[str, Json] = field(default_factory=dict)
     package: str | None = None
     package_version: str | None = None
+    dependencies: dict[str, str] = field(default_factory=dict)  # package name -> version
 
     @property
     def url(self) -> str:
@@ -61,6 +72,29 @@ class Profile:
     def code_system(self, url: str) -> Json | None:
         return self.code_systems.get(url.split("|")[0])
 
+    @property
+    def name(self) -> str:
+        """The short name a user selects it by (`KT2Task`): the last part of its URL."""
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def unjudgeable(self) -> str | None:
+        """None when the profile can be judged; else one line saying why not and what it needs:
+        a base profile that is neither core FHIR nor loaded (nl-core, for five KT2 profiles)."""
+        sd, seen = self.sd, set()
+        while (base := str(sd.get("baseDefinition") or "").split("|")[0]) \
+                and not base.startswith(CORE_PREFIX) and base not in seen:
+            seen.add(base)
+            parent = self.structure_definitions.get(base)
+            if parent is None:
+                needs = ", ".join(f"{n}#{v}" for n, v in self.dependencies.items()
+                                  if not n.startswith("hl7.fhir.")) or "the package defining it"
+                return (f"{self.name} builds on {base}, which is not in {self.source.parent.name}: "
+                        f"judging it needs {needs} (not served by any registry reachable here); "
+                        f"only its official examples are created and read back")
+            sd = parent
+        return None
+
 
 def _read_json(path: Path) -> Json:
     data = read_json_file(path, "profile")
@@ -84,6 +118,20 @@ def _resources_in(folder: Path) -> list[tuple[Path, Json]]:
     return found
 
 
+def _dependencies(folder: Path) -> dict[str, str]:
+    """The packages the folder's profiles build on: package.json's `dependencies`, or for the
+    vendored build BUILD-INFO.json's."""
+    for candidate in (folder / "package" / "package.json", folder / "package.json",
+                      folder / "BUILD-INFO.json"):
+        if candidate.is_file():
+            try:
+                deps = json.loads(candidate.read_text(encoding="utf-8")).get("dependencies")
+            except (OSError, ValueError, AttributeError):
+                return {}
+            return {str(k): str(v) for k, v in deps.items()} if isinstance(deps, dict) else {}
+    return {}
+
+
 def _package_info(folder: Path) -> tuple[str | None, str | None]:
     for candidate in (folder / "package" / "package.json", folder / "package.json"):
         if candidate.is_file():
@@ -105,14 +153,19 @@ def _package_info(folder: Path) -> tuple[str | None, str | None]:
 def _check_profile(sd: Json, path: Path) -> None:
     if sd.get("resourceType") != "StructureDefinition":
         raise UsageError(f"{path} is not a StructureDefinition (resourceType {sd.get('resourceType')!r})")
-    if sd.get("type") != "Task" or sd.get("kind") != "resource":
-        raise UsageError(f"{path}: StructureDefinition {sd.get('url')} profiles {sd.get('type')!r}, not Task")
-    elements = sd.get("snapshot", {}).get("element")
+    if sd.get("kind") != "resource" or not isinstance(sd.get("type"), str) or not isinstance(sd.get("url"), str):
+        raise UsageError(f"{path}: StructureDefinition {sd.get('url')} is not a resource profile "
+                         f"(kind {sd.get('kind')!r}, type {sd.get('type')!r})")
+    snapshot = sd.get("snapshot")
+    elements = snapshot.get("element") if isinstance(snapshot, dict) else None
     if not isinstance(elements, list) or not elements:
         raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has no snapshot "
                          f"(generate one with SUSHI --snapshot or the IG Publisher)")
     if any(not isinstance(e, dict) or "id" not in e or "path" not in e for e in elements):
         raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has a malformed snapshot (element without id/path)")
+    if elements[0].get("path") != sd["type"]:
+        raise UsageError(f"{path}: StructureDefinition {sd['url']} profiles {sd['type']!r} but its "
+                         f"snapshot describes {elements[0].get('path')!r}")
 
 
 def load_profile(location: str | Path | None = None) -> Profile:
@@ -122,11 +175,15 @@ def load_profile(location: str | Path | None = None) -> Profile:
     constraint in the folder. Raises UsageError with a one-line message when unusable."""
     path = Path(location) if location is not None else paths.DEFAULT_PROFILE_DIR
     if not path.exists():
-        # A bare package name under profiles/ (e.g. `koppeltaalv2.00-0.16.2`).
+        # A bare package name under profiles/ (e.g. `koppeltaalv2.00-0.16.2`), or a profile's name.
         if location is not None and (paths.PROFILES_DIR / str(location)).exists():
             path = paths.PROFILES_DIR / str(location)
+        elif location is not None and (named := _named(str(location))) is not None:
+            path = named
         else:
-            raise UsageError(f"profile not found: {path}")
+            raise UsageError(f"profile not found: {path} (a StructureDefinition file, a folder, "
+                             f"a package folder or the name of a profile in "
+                             f"{paths.DEFAULT_PROFILE_DIR.name}: {', '.join(profile_names())})")
     if path.is_dir():
         folder = path
         resources = _resources_in(folder)
@@ -146,6 +203,7 @@ def load_profile(location: str | Path | None = None) -> Profile:
     _check_profile(sd, sd_path)
     profile = Profile(sd=sd, source=sd_path)
     profile.package, profile.package_version = _package_info(folder)
+    profile.dependencies = _dependencies(folder)
     for _, res in resources:
         url = res.get("url")
         if not url:
@@ -159,6 +217,51 @@ def load_profile(location: str | Path | None = None) -> Profile:
             profile.code_systems[url] = res
     profile.structure_definitions[sd["url"]] = sd
     return profile
+
+
+def _key(text: str) -> str:
+    return text.replace("_", "").replace("-", "").lower()
+
+
+def _resource_profiles(folder: Path) -> list[tuple[Path, Json]]:
+    return [(p, r) for p, r in _resources_in(folder) if r.get("resourceType") == "StructureDefinition"
+            and r.get("kind") == "resource" and r.get("derivation") == "constraint"]
+
+
+def profile_names(folder: Path | None = None) -> list[str]:
+    """The names of the resource profiles in a folder (the vendored package by default)."""
+    return sorted(str(r.get("url", "")).rsplit("/", 1)[-1]
+                  for _, r in _resource_profiles(folder or paths.DEFAULT_PROFILE_DIR))
+
+
+def _named(name: str) -> Path | None:
+    """The file of the vendored package's resource profile with this name, id or URL tail
+    (case, `_` and `-` ignored: `KT2Device`, `KT2_Device`, `kt2device`)."""
+    wanted = _key(name)
+    for path, sd in _resource_profiles(paths.DEFAULT_PROFILE_DIR):
+        names = {sd.get("name"), sd.get("id"), str(sd.get("url", "")).rsplit("/", 1)[-1]}
+        if wanted in {_key(str(n)) for n in names if n}:
+            return path
+    return None
+
+
+def select_profiles(selection: str | Path | None = None) -> list[Profile]:
+    """The profiles `--profile` selects: one location or name as `load_profile` takes it,
+    several names separated by commas, or `all` (every resource profile of the vendored
+    package, in name order). Judgeable or not: callers ask `Profile.unjudgeable`."""
+    if selection is None or isinstance(selection, Path) or Path(selection).exists():
+        return [load_profile(selection)]
+    parts = [p.strip() for p in str(selection).split(",") if p.strip()]
+    if not parts:
+        raise UsageError("--profile names no profile")
+    if any(p.lower() == ALL for p in parts):
+        parts = [str(p) for p, _ in sorted(_resource_profiles(paths.DEFAULT_PROFILE_DIR),
+                                           key=lambda item: str(item[1].get("url")))]
+    chosen: dict[str, Profile] = {}
+    for part in parts:
+        profile = load_profile(part)
+        chosen.setdefault(profile.url, profile)
+    return list(chosen.values())
 
 
 @lru_cache(maxsize=1)
