@@ -180,10 +180,12 @@ def load_profile(location: str | Path | None = None) -> Profile:
             path = paths.PROFILES_DIR / str(location)
         elif location is not None and (named := _named(str(location))) is not None:
             path = named
+        elif "/" in str(location) or str(location).endswith(".json"):
+            raise UsageError(f"profile not found: {path}")
         else:
-            raise UsageError(f"profile not found: {path} (a StructureDefinition file, a folder, "
-                             f"a package folder or the name of a profile in "
-                             f"{paths.DEFAULT_PROFILE_DIR.name}: {', '.join(profile_names())})")
+            raise UsageError(f"profile not found: {path} (not a file or folder, nor the name of a "
+                             f"profile in {paths.DEFAULT_PROFILE_DIR.name}: "
+                             f"{', '.join(profile_names())})")
     if path.is_dir():
         folder = path
         resources = _resources_in(folder)

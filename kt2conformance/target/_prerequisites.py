@@ -30,7 +30,7 @@ EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"
 # Prerequisites field for each type the Task generators refer to.
 FIELDS = {"Patient": "patient", "Practitioner": "practitioner", "CareTeam": "care_team",
           "RelatedPerson": "related_person", "ActivityDefinition": "activity_definition",
-          "Device": "device"}
+          "Device": "device", "Organization": "organization", "Endpoint": "endpoint"}
 _LITERAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 _LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
 _DROP = object()
