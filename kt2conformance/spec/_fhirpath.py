@@ -103,7 +103,8 @@ def _ordering(test: Callable[[int], bool], fallback: Callable[..., Any]) -> dict
         if a is not None and b is not None and _components(a) and _components(b):
             result = compare_dates(a, b)
             return [] if result is None else [test(result)]
-        if len(left) == 1 == len(right) and (q := _quantities(util.get_data(left[0]), util.get_data(right[0]))):
+        if len(left) == 1 == len(right) and (q := _quantities(
+                util.get_data(left[0]), util.get_data(right[0]))):  # type: ignore[no-untyped-call]
             x, y = q
             return [] if x is None or y is None else [test((x > y) - (x < y))]
         return fallback(None, left, [util.get_data(r) for r in right])  # type: ignore[no-untyped-call]
