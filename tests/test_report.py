@@ -154,7 +154,7 @@ def test_sentences() -> None:
         "The server stored a Task without `owner`; KT2Task requires `Task.owner` (min 1)."
     assert sentence(Finding.OVER_STRICT, profile="KT2Task", constraint=None, kind=None,
                     element=None, status=422, issues=[], said="bad owner", lost=[], reason="") == \
-        "The server refused a valid KT2Task Task with HTTP 422: “bad owner”."
+        "The server refused a valid KT2Task with HTTP 422: “bad owner”."
     assert "`note[0].text`" in sentence(Finding.DATA_LOSS, profile="KT2Task", constraint=None,
                                         kind=None, element=None, status=201, issues=[],
                                         said=None, lost=[("note", 0, "text")], reason="")

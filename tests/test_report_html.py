@@ -142,6 +142,10 @@ def test_filters_and_search(runs: dict[str, Any], browser: Any) -> None:
     assert page.inner_text("#kt-shown") == f"{len(rows)} constraint row{'s' if len(rows) != 1 else ''} shown"
     page.fill("#kt-search", "no such constraint at all")
     assert page.is_visible("#kt-none")
+    # a constraint left out with -k says so, rather than looking merely untested
+    page.fill("#kt-search", "task.status/binding")
+    row = page.locator('#kt-overview .kt-row:not([hidden])')
+    assert row.count() == 1 and "not selected in this run (-k)" in row.text_content()
 
 
 def test_baseline_comparison(runs: dict[str, Any], browser: Any) -> None:

@@ -110,7 +110,9 @@ def case_detail(*, case_id: str, constraint: str | None, expected: str, verdict:
     text_sentence = sentence(finding, profile=profile, constraint=constraint, kind=kind,
                              element=element, status=status, issues=mine,
                              said=said, lost=lost, reason=reason,
-                             cardinality=cardinality) if finding is not None else ""
+                             cardinality=cardinality,
+                             resource=str(body.get("resourceType")) if isinstance(body, dict)
+                             else "Task") if finding is not None else ""
     if body is not None and text is None and received and _same_json(received, body):
         received = "(the Task as sent, echoed back)"
     diff = diff_lines(minimal_valid, body) if minimal and minimal_valid is not None \

@@ -151,7 +151,7 @@ def _quote(value: Any) -> str:
 def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: str | None,
              element: str | None, status: int | None, issues: Iterable[Issue],
              said: str | None, lost: Sequence[Path], reason: str,
-             cardinality: tuple[int, str] | None = None) -> str:
+             cardinality: tuple[int, str] | None = None, resource: str = "Task") -> str:
     """The one sentence a tester reads first: what the server did and why that is wrong."""
     issue = next(iter(issues), None)
     where = show_path(parse_path(issue.path)) if issue else None
@@ -178,7 +178,8 @@ def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: st
         return f"The server refused a Task that breaks `{constraint}`, but not as required: {reason}."
     if finding is Finding.OVER_STRICT:
         because = f": “{said}”" if said else ""
-        return f"The server refused a valid {profile} Task with {answer}{because}."
+        what = profile if resource == "Task" else f"{resource} (an official example)"
+        return f"The server refused a valid {what} with {answer}{because}."
     if finding is Finding.DATA_LOSS:
         if lost:
             shown = ", ".join(f"`{show_path(p)}`" for p in lost[:3])

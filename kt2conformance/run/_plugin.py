@@ -181,6 +181,13 @@ class Harness(Engine):
             return f"stopped early: {session.shouldstop}"
         return None
 
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """A constraint left out with -k (or another deselection) says so in the report."""
+        for item in items:
+            key = getattr(item, "callspec", None) and item.callspec.params.get("key")  # type: ignore[attr-defined]
+            if isinstance(key, str):
+                self.skipped.setdefault(key, "not selected in this run (-k)")
+
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = "Koppeltaal 2.0 conformance report"
 
