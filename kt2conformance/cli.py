@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--version", required=True, metavar="V")
     f.add_argument("--registry", default="https://packages.simplifier.net", metavar="URL")
     f.add_argument("--dest", default=None, metavar="DIR", help="default: the project's profiles/")
+    f.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="give up when the downloads take longer than S seconds in all "
+                        "(default 300)")
     return parser
 
 
@@ -93,7 +96,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if args.command == "profiles":
         from kt2conformance.target._registry import fetch_command
 
-        return fetch_command(args.package, args.version, args.registry, args.dest)
+        return fetch_command(args.package, args.version, args.registry, args.dest, args.timeout)
     raise UsageError(f"unknown command {args.command}")
 
 

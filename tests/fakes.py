@@ -359,22 +359,49 @@ class _RegistryHandler(_Handler):
         path = urlsplit(self.path).path
         fake.requests[path] += 1
         route = fake.routes.get(path)
-        if route is None:
+        if path in fake.trickle:
+            self._trickle(fake)
+        elif route is None:
             self.send(404, {"error": "Not found"}, content_type="application/json")
         else:
             content_type, body = route
             self.send(200, body, content_type=content_type)
 
+    def _trickle(self, fake: RegistryServer) -> None:
+        """Announces a megabyte of tgz, then sends one byte every `trickle[path]` seconds:
+        each read gets data well within any read timeout, yet the body never ends."""
+        interval = fake.trickle[urlsplit(self.path).path]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/gzip")
+        self.send_header("Content-Length", str(1024 * 1024))
+        self.end_headers()
+        try:
+            self.wfile.write(b"\x1f")
+            self.wfile.flush()
+            while not fake.stopping.wait(interval):
+                self.wfile.write(b"\x8b")
+                self.wfile.flush()
+        except OSError:
+            pass  # the client hung up
+        self.close_connection = True
+
 
 class RegistryServer(LoopbackServer):
-    """Serves `routes` (path -> (content type, body)); everything else is 404."""
+    """Serves `routes` (path -> (content type, body)); everything else is 404. A path in
+    `trickle` (path -> seconds) answers a byte at a time, forever."""
 
     handler = _RegistryHandler
 
     def __init__(self) -> None:
         super().__init__()
         self.routes: dict[str, tuple[str, bytes | dict]] = {}
+        self.trickle: dict[str, float] = {}
+        self.stopping = threading.Event()
         self.requests: defaultdict[str, int] = defaultdict(int)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        super().__exit__(*exc)
 
 
 def build_tgz(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:

@@ -25,6 +25,7 @@ from typing import Any, cast
 from kt2conformance import _paths as paths
 from kt2conformance._errors import UsageError, read_json_file
 from kt2conformance._koppeltaal import KT2TASK_URL
+from kt2conformance.spec._sdcheck import check_structure_definition, check_terminology
 
 Json = dict[str, Any]
 
@@ -137,17 +138,26 @@ def _package_info(folder: Path) -> tuple[str | None, str | None]:
         if candidate.is_file():
             try:
                 meta = json.loads(candidate.read_text(encoding="utf-8"))
-                return meta.get("name"), meta.get("version")
-            except (OSError, json.JSONDecodeError):
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 break
+            if not isinstance(meta, dict):
+                break
+            return _text(meta.get("name")), _text(meta.get("version"))
     build = folder / "BUILD-INFO.json"
     name, _, version = folder.name.rpartition("-")
     if build.is_file():
         try:
-            version = json.loads(build.read_text(encoding="utf-8")).get("igVersion", version)
-        except (OSError, json.JSONDecodeError):
-            pass
+            info = json.loads(build.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            info = None
+        if isinstance(info, dict) and isinstance(info.get("igVersion"), str):
+            version = info["igVersion"]
     return (name or None), (version or None)
+
+
+def _text(value: Any) -> str | None:
+    """A package.json field that should be a string; anything else counts as absent."""
+    return value if isinstance(value, str) and value else None
 
 
 def _check_profile(sd: Json, path: Path) -> None:
@@ -161,11 +171,49 @@ def _check_profile(sd: Json, path: Path) -> None:
     if not isinstance(elements, list) or not elements:
         raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has no snapshot "
                          f"(generate one with SUSHI --snapshot or the IG Publisher)")
-    if any(not isinstance(e, dict) or "id" not in e or "path" not in e for e in elements):
-        raise UsageError(f"{path}: StructureDefinition {sd.get('url')} has a malformed snapshot (element without id/path)")
-    if elements[0].get("path") != sd["type"]:
+    if isinstance(elements[0], dict) and elements[0].get("path") != sd["type"]:
         raise UsageError(f"{path}: StructureDefinition {sd['url']} profiles {sd['type']!r} but its "
                          f"snapshot describes {elements[0].get('path')!r}")
+    check_structure_definition(sd, path)
+
+
+def _check_reachable(profile: Profile, sources: dict[int, Path]) -> None:
+    """Check what the profile's elements reach: the extension definitions its slices name (they
+    are grafted into the element tree) and the ValueSets and CodeSystems of required bindings,
+    following ValueSet imports."""
+    definitions = [profile.sd]
+    seen_sd: set[str] = {profile.url}
+    value_sets: list[str] = []
+    while definitions:
+        sd = definitions.pop()
+        for element in sd["snapshot"]["element"]:
+            for type_ in element.get("type") or []:
+                for url in type_.get("profile") or []:
+                    extension = profile.structure_definitions.get(url.split("|")[0])
+                    if extension is None or url.split("|")[0] in seen_sd \
+                            or "snapshot" not in extension:
+                        continue
+                    seen_sd.add(url.split("|")[0])
+                    check_structure_definition(extension, sources.get(id(extension), profile.source),
+                                               root_type="Extension")
+                    definitions.append(extension)
+            binding = element.get("binding") or {}
+            if binding.get("strength") == "required" and binding.get("valueSet"):
+                value_sets.append(binding["valueSet"])
+    seen_vs: set[str] = set()
+    while value_sets:
+        url = value_sets.pop().split("|")[0]
+        vs = profile.value_set(url)
+        if url in seen_vs or vs is None:
+            continue
+        seen_vs.add(url)
+        check_terminology(vs, sources.get(id(vs), profile.source))
+        compose = vs.get("compose") or {}
+        for part in (compose.get("include") or []) + (compose.get("exclude") or []):
+            value_sets.extend(part.get("valueSet") or [])
+            cs = profile.code_system(part["system"]) if part.get("system") else None
+            if cs is not None:
+                check_terminology(cs, sources.get(id(cs), profile.source))
 
 
 def load_profile(location: str | Path | None = None) -> Profile:
@@ -206,10 +254,12 @@ def load_profile(location: str | Path | None = None) -> Profile:
     profile = Profile(sd=sd, source=sd_path)
     profile.package, profile.package_version = _package_info(folder)
     profile.dependencies = _dependencies(folder)
-    for _, res in resources:
+    sources: dict[int, Path] = {}
+    for source, res in resources:
         url = res.get("url")
-        if not url:
+        if not isinstance(url, str) or not url:
             continue
+        sources[id(res)] = source
         kind = res.get("resourceType")
         if kind == "StructureDefinition":
             profile.structure_definitions[url] = res
@@ -218,6 +268,7 @@ def load_profile(location: str | Path | None = None) -> Profile:
         elif kind == "CodeSystem":
             profile.code_systems[url] = res
     profile.structure_definitions[sd["url"]] = sd
+    _check_reachable(profile, sources)
     return profile
 
 
