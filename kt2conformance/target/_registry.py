@@ -157,13 +157,13 @@ def download_package(registry: str, package: str, version: str,
         metadata = _json_object(data, url, "neither a package tgz nor package metadata with "
                                            "dist.tarball")
         dist = metadata.get("dist")
-        tarball = dist.get("tarball") if isinstance(dist, dict) else None
-        if not isinstance(dist, dict) or not isinstance(tarball, str) or not tarball.strip():
+        if not isinstance(dist, dict) or not isinstance(dist.get("tarball"), str) \
+                or not dist["tarball"].strip():
             raise UsageError(f"{url} answered neither a package tgz nor package metadata "
                              f"with dist.tarball")
         shasum, integrity = _dist_checksums(dist, url)
         try:
-            tarball = str(httpx.URL(url).join(tarball.strip()))
+            tarball = str(httpx.URL(url).join(dist["tarball"].strip()))
         except (httpx.InvalidURL, ValueError):
             raise UsageError(f"{url}: dist.tarball is not a URL") from None
         if httpx.URL(tarball).scheme not in ("http", "https"):
@@ -254,7 +254,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
     long name) or a member larger than the bounds: tarfile itself would read a pax record of
     any announced size into memory."""
 
-    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _EXTENDED_HEADERS:
             if self.size > MAX_HEADER_BYTES:
                 raise _Unsafe(f"a tar header record of {self.size} bytes (at most "
@@ -263,7 +263,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
             if seen > MAX_ALL_HEADERS_BYTES:
                 raise _Unsafe(f"more than {MAX_ALL_HEADERS_BYTES} bytes of tar header records")
             tar.kt2_header_bytes = seen  # type: ignore[attr-defined]
-        member = super()._proc_member(tar)  # type: ignore[misc]
+        member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
         if member.size > MAX_MEMBER_BYTES:
             raise _Unsafe(f"member {member.name!r} of {member.size} bytes (at most "
                           f"{MAX_MEMBER_BYTES})")
@@ -414,8 +414,10 @@ def complete_from_vendored(contents: Package) -> list[str]:
     present = {r.get("url") for r in contents.resources.values()}
     kt2task = next(r for r in contents.resources.values() if r.get("url") == KT2TASK_URL)
     wanted: list[Any] = [kt2task.get("baseDefinition")]
-    wanted += [e.get("binding").get("valueSet") for e in kt2task["snapshot"]["element"]
-               if isinstance(e, dict) and isinstance(e.get("binding"), dict)]
+    for element in kt2task["snapshot"]["element"]:
+        binding = element.get("binding") if isinstance(element, dict) else None
+        if isinstance(binding, dict):
+            wanted.append(binding.get("valueSet"))
     added: list[str] = []
     while wanted:
         url = wanted.pop()
