@@ -200,3 +200,43 @@ def test_case_detail_marks_what_the_finding_is_about() -> None:
                         received=json.dumps(sent), read_back=None, issues=issues, pointed=[],
                         **common)
     assert loose["marks"] == [["note"]] and loose["received"] == "(the Task as sent, echoed back)"
+
+
+def test_section_reads_what_a_newer_summary_adds() -> None:
+    """Fields other issues add to summary.json (complete/stopped, totals.data_loss, data_loss per
+    element, coverage) show in the section when present; an older summary renders without them."""
+    from collections import Counter
+
+    from kt2conformance.report import RunFacts, render_section
+
+    records = [_rec("accept", "fail", 201), _rec("reject", "pass", 422)]
+    constraints = {"Task.note/max": {"cases": 1, "failed": 0, "enforced": True}}
+    newer = {**_summary(constraints, records), "complete": False, "stopped": "SIGTERM",
+             "profile": {"url": "http://x/StructureDefinition/KT2Task"},
+             "data_loss": {"Task.note": {"cases": 1, "kinds": {"changed": 1}}},
+             "coverage": {"valid": {"classes": 4, "sent": 3,
+                                    "by_element": {"Task.note": {"empty-string": {
+                                        "sent": 2, "answered": 2, "passed": 1}}},
+                                    "not_sent": {"Task.note": ["max-length"]}},
+                          "invalid": {"classes": 2, "sent": 2, "by_element": {}, "not_sent": {}}}}
+    newer["totals"]["data_loss"] = 1
+
+    def facts(summary: dict) -> RunFacts:
+        head = {k: v for k, v in summary.items() if k != "cases"}
+        return RunFacts(head=head, constraints=summary["constraints"],
+                        descriptions={"Task.note/max": "Task.note is not allowed"},
+                        kinds={"Task.note/max": ("max", "Task.note")}, elements={},
+                        skipped={}, refused_at=Counter())
+
+    verdict = run_verdict(newer, FindingCounts.of(records))
+    html = render_section(verdict, facts(newer), {}, records)
+    assert 'id="kt-verdict">INCOMPLETE<' in html and "SIGTERM; found so far" in html
+    assert "1 data-loss finding" in html
+    assert "Task.note (stored differently)" in html and "(changed)" in html
+    assert "boundary classes tried: valid 3 of 4, invalid 2 of 2" in html
+    assert "empty-string (2 sent, 1 passed); not tried: max-length" in html
+
+    older = _summary(constraints, records)
+    html = render_section(run_verdict(older, FindingCounts.of(records)), facts(older), {}, records)
+    assert 'id="kt-verdict">DOES NOT CONFORM<' in html
+    assert "kt-coverage" not in html and "stored differently)" not in html

@@ -26,6 +26,7 @@ from kt2conformance.report._overview import (
     Group,
     anchor,
     build_groups,
+    coverage_line,
 )
 from kt2conformance.report._verdict import Finding, RunVerdict, finding_of
 
@@ -93,7 +94,7 @@ class RunFacts:
     """What the section shows besides the cases: the summary's head and what the harness knows
     about the profile's constraints."""
 
-    head: Mapping[str, Any]  # summary.json's head (tool, target, profile, seed, started, …)
+    head: Mapping[str, Any]  # summary.json without its cases (head, totals, data_loss, coverage…)
     constraints: Mapping[str, Mapping[str, Any]]  # summary.json's constraints
     descriptions: Mapping[str, str]
     kinds: Mapping[str, tuple[str, str]]  # key -> (kind, element id)
@@ -169,7 +170,8 @@ def render_section(verdict: RunVerdict, facts: RunFacts,
                     if any(d.get("finding") for d in ds)} | set(others)
     groups = build_groups(facts.constraints, facts.descriptions, facts.skipped, valid_cases,
                           valid_findings, facts.refused_at, failing_keys,
-                          stopped=verdict.stopped is not None)
+                          stopped=verdict.stopped is not None,
+                          lost=facts.head.get("data_loss"), coverage=facts.head.get("coverage"))
     failures = _failure_blocks(groups, details, others, more, facts)
     samples = {}
     for key, ds in details.items():
@@ -185,6 +187,7 @@ def render_section(verdict: RunVerdict, facts: RunFacts,
         verdict=verdict, head=_head(facts), comparison=comparison, groups=groups,
         status_totals=status_totals, labels=LABEL, failures=failures, samples=samples,
         open_statuses={NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR},
+        coverage=coverage_line(facts.head.get("coverage")),
         css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
         js=(TEMPLATES / "report.js").read_text(encoding="utf-8"))
 

@@ -35,6 +35,7 @@ class Row:
 class Group:
     element: str
     rows: list[Row] = field(default_factory=list)
+    classes: str = ""  # the boundary classes valid Tasks tried at this element (when known)
 
     @property
     def status(self) -> str:
@@ -63,14 +64,18 @@ def element_of(key: str) -> str:
 def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Mapping[str, str],
                  skipped: Mapping[str, str], valid_cases: int, valid_findings: Mapping[str, int],
                  refused_at: Counter[str], failing: set[str | None],
-                 stopped: bool = False) -> list[Group]:
+                 stopped: bool = False, lost: Mapping[str, Any] | None = None,
+                 coverage: Mapping[str, Any] | None = None) -> list[Group]:
     """The groups, worst first (then in profile order), their rows worst first.
 
     `constraints` is summary.json's object (key -> cases, failed, enforced, and data_loss where
     the harness counts it per element); `valid_findings` counts the valid resources' findings by
     status (OVER_STRICT, DATA_LOSS, ERROR); `refused_at` the elements refusals of valid Tasks
     pointed at; `failing` the keys that have a failure block; `stopped` whether the run ended
-    before every suite ran (a constraint without cases was then perhaps just not reached)."""
+    before every suite ran (a constraint without cases was then perhaps just not reached).
+    `lost` and `coverage` are summary.json's `data_loss` (element -> cases, kinds) and `coverage`
+    (per side: by_element -> class -> sent/answered/passed, not_sent) when the run wrote them."""
+    valid_classes, invalid_classes = _classes(coverage, "valid"), _classes(coverage, "invalid")
     groups: dict[str, Group] = {}
     valid = Group(VALID_GROUP)
     if valid_findings.get(OVER_STRICT):
@@ -101,14 +106,26 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
             status = ERROR if cases else UNTESTED
         note = skipped.get(key, "" if cases else
                            "not reached before the run stopped" if stopped else "no cases")
-        lost = tally.get("data_loss")
-        if isinstance(lost, int) and lost:
+        if key in invalid_classes:
+            note = f"{note}; {invalid_classes[key]}" if note else invalid_classes[key]
+        lost_here = tally.get("data_loss")
+        if isinstance(lost_here, int) and lost_here:
             status = min(status, DATA_LOSS, key=ORDER.index)
-            note = f"{lost} data-loss finding(s)" + (f"; {note}" if note else "")
+            note = f"{lost_here} data-loss finding(s)" + (f"; {note}" if note else "")
         element = element_of(key)
         group = groups.setdefault(element, Group(element))
         group.rows.append(Row(key, status, descriptions.get(key, ""), cases, failed, note,
                               anchor(key) if key in failing else None))
+    for element, info in (lost or {}).items():  # so does data loss
+        n = int(info.get("cases") or 0) if isinstance(info, Mapping) else 0
+        kinds = ", ".join(sorted(info.get("kinds") or {})) if isinstance(info, Mapping) else ""
+        groups.setdefault(element, Group(element)).rows.append(Row(
+            f"{element} (stored differently)", DATA_LOSS,
+            "valid Tasks were accepted but read back differently here"
+            + (f" ({kinds})" if kinds else ""), n, n, "", anchor(None)))
+    for element, text in valid_classes.items():
+        if element in groups:
+            groups[element].classes = text
     for element, n in refused_at.items():  # over-strictness shows at the element, too
         if element in groups:
             groups[element].rows.append(Row(
@@ -118,3 +135,34 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
     for group in [valid, *ordered]:
         group.rows.sort(key=lambda r: ORDER.index(r.status))
     return [valid, *ordered]
+
+
+def _classes(coverage: Mapping[str, Any] | None, side: str) -> dict[str, str]:
+    """name (element or key) -> the boundary classes tried there, as a line ("class (sent n,
+    passed m), …; not tried: …"), from summary.json's `coverage` (absent: nothing)."""
+    part = coverage.get(side) if isinstance(coverage, Mapping) else None
+    if not isinstance(part, Mapping):
+        return {}
+    out: dict[str, str] = {}
+    by_element = part.get("by_element")
+    for name, classes in (by_element.items() if isinstance(by_element, Mapping) else []):
+        if isinstance(classes, Mapping):
+            out[name] = ", ".join(
+                f"{klass} ({c.get('sent', 0)} sent, {c.get('passed', 0)} passed)"
+                if isinstance(c, Mapping) else str(klass) for klass, c in classes.items())
+    not_sent = part.get("not_sent")
+    for name, missing in (not_sent.items() if isinstance(not_sent, Mapping) else []):
+        if isinstance(missing, list) and missing:
+            tried = out.get(name)
+            out[name] = (f"{tried}; " if tried else "") + "not tried: " + ", ".join(map(str, missing))
+    return {name: f"classes: {text}" for name, text in out.items()}
+
+
+def coverage_line(coverage: Mapping[str, Any] | None) -> str | None:
+    """"boundary classes tried: valid 40 of 45, invalid 120 of 130" (None without coverage)."""
+    if not isinstance(coverage, Mapping):
+        return None
+    parts = [f"{side} {part['sent']} of {part['classes']}" for side in ("valid", "invalid")
+             if isinstance(part := coverage.get(side), Mapping)
+             and isinstance(part.get("sent"), int) and isinstance(part.get("classes"), int)]
+    return f"boundary classes tried: {', '.join(parts)}" if parts else None

@@ -47,6 +47,7 @@ class Reporting:
         self.oracle = oracle
         self.constraints = constraints
         self.details = DetailLog(reports, redact)
+        self.summary_path = reports / "summary.json"
         self.baseline = baseline
         self.elements = profile_texts(profile.elements)
         self.refused_at: Counter[str] = Counter()
@@ -104,7 +105,8 @@ class Reporting:
                stopped: str | None) -> RunVerdict:
         """Work out the verdict, write junit.xml (unless pytest's own was asked for) and render
         report.html's section. The summary must already be written (from the same log)."""
-        summary = {**head, "totals": tallies.totals, "constraints": tallies.constraints()}
+        summary = {**head, "totals": tallies.totals, "constraints": tallies.constraints(),
+                   **_written(self.summary_path)}
         findings = FindingCounts.of(log.records())
         self.verdict = verdict = run_verdict(summary, findings, stopped)
         if self.baseline is not None:
@@ -119,7 +121,7 @@ class Reporting:
                 "seed": head.get("seed"), "started": head.get("started")},
                 log.records(), float(head.get("duration_s") or 0))
         facts = RunFacts(
-            head=head, constraints=summary["constraints"],
+            head=summary, constraints=summary["constraints"],
             descriptions={k: c.description for k, c in self.constraints.items()},
             kinds={k: (c.kind, c.element) for k, c in self.constraints.items()},
             elements=self.elements, skipped=skipped, refused_at=self.refused_at, strict=strict)
@@ -127,3 +129,17 @@ class Reporting:
                                              log.records(), self.comparison))
         self.details.close()
         return verdict
+
+
+def _written(path: Path) -> dict[str, Any]:
+    """summary.json as written, without its case list: the reports read the run from the
+    contract's file, so fields the engine adds (complete, stopped, data_loss, coverage…) show
+    without this module knowing them ({} when the file cannot be read)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    data.pop("cases", None)
+    return data
