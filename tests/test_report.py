@@ -240,3 +240,17 @@ def test_section_reads_what_a_newer_summary_adds() -> None:
     html = render_section(run_verdict(older, FindingCounts.of(records)), facts(older), {}, records)
     assert 'id="kt-verdict">DOES NOT CONFORM<' in html
     assert "kt-coverage" not in html and "stored differently)" not in html
+
+
+@pytest.mark.parametrize(("kind", "issue", "expected"), [
+    ("unknown", Issue("Task/unknown", "Task.assignee", "unknown element 'assignee'"),
+     "The server stored a Task with `assignee`, an element KT2Task does not define (unknown element 'assignee')."),
+    ("binding", Issue("Task.status/binding", "Task.status", "value is not in the required value set V"),
+     "The server stored a Task whose `status` breaks KT2Task's `Task.status/binding`: value is not in the required value set V."),
+    ("constraint", Issue("Task/constraint:inv-1", "Task", "lastModified >= authoredOn (inv-1)"),
+     "The server stored a Task that breaks the invariant `Task/constraint:inv-1`: lastModified >= authoredOn (inv-1)."),
+])
+def test_sentences_by_kind(kind: str, issue: Issue, expected: str) -> None:
+    assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint=issue.key, kind=kind,
+                    element=issue.path, status=201, issues=[issue], said=None, lost=[],
+                    reason="") == expected

@@ -175,3 +175,28 @@ def test_pytest_html_part_reads_well(runs: dict[str, Any], browser: Any) -> None
         .filter(e => e.querySelector('.col-result').textContent === 'Skipped')
         .map(e => e.querySelector('.log').textContent)""")
     assert skipped and all(s.startswith("Not tested: ") for s in skipped), skipped[:3]
+
+
+_CONTRAST = """els => els.filter(e => e.offsetParent !== null).map(e => {
+    const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255;
+        return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); })
+        .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    let bg = e, back = [255, 255, 255];
+    while (bg) { const c = rgb(getComputedStyle(bg).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] > 0)) { back = c.slice(0, 3); break; }
+        bg = bg.parentElement; }
+    const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(back)];
+    return [e.textContent.trim().slice(0, 40), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+})"""
+
+
+def test_text_has_readable_contrast(runs: dict[str, Any], browser: Any) -> None:
+    """WCAG AA (4.5:1) for the banner, the status pills, the filters, sentences and tables."""
+    page = _open(browser, runs["failing"] / "report.html")
+    checked = page.eval_on_selector_all(
+        "#kt-banner *, .kt-pill, .kt-filter, .kt-bar span, .kt-sentence, .kt-table td, "
+        ".kt-muted, .kt-block > summary, #kt-report a", _CONTRAST)
+    assert len(checked) > 50
+    low = [(text, round(ratio, 2)) for text, ratio in checked if ratio < 4.5]
+    assert not low, low[:10]

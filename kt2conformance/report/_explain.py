@@ -166,6 +166,15 @@ def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: st
         if kind == "min" and issue and issue.path == element:
             return (f"The server stored a Task without `{where}`; {profile} requires "
                     f"`{element}` (min {cardinality[0] if cardinality else 1}).")
+        if issue and kind == "unknown":
+            return (f"The server stored a Task with `{where}`, an element {profile} does not "
+                    f"define ({issue.message}).")
+        if issue and kind in ("binding", "fixed", "pattern", "format", "type", "targetProfile"):
+            return (f"The server stored a Task whose `{where}` breaks {profile}'s "
+                    f"`{constraint}`: {issue.message}.")
+        if issue and kind == "constraint":
+            return (f"The server stored a Task that breaks the invariant `{constraint}`: "
+                    f"{issue.message}.")
         if issue:
             return (f"The server stored a Task that breaks `{constraint}` ({answer}): "
                     f"{issue.message} at `{where}`.")
