@@ -1,4 +1,4 @@
-"""The local commands of the CLI: `validate`, `constraints` and `generate` (CONTRACT.md).
+"""The local commands of the CLI: `validate`, `constraints` and `generate` (docs/contract.md).
 
 Each takes `--profile` as `select_profiles` reads it: one profile (file, folder, package folder
 or name) or several (`KT2Device,KT2Task`, `all`). A profile that cannot be judged (built on
@@ -72,7 +72,7 @@ def constraints_command(profile: str | None, fmt: str) -> int:
 
 
 def generate_command(valid: int | None, invalid: bool, seed: int, out: str, profile: str | None) -> int:
-    """Write generated Tasks, one file each, and `index.json` (CONTRACT.md). The same seed gives
+    """Write generated Tasks, one file each, and `index.json` (docs/contract.md). The same seed gives
     the same files."""
     from itertools import islice
 

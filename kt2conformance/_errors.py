@@ -16,7 +16,7 @@ _READ_DEPTH = 5000
 
 class UsageError(Exception):
     """Unusable input or set-up: a missing file, non-JSON, an unreadable profile, an unreachable
-    target. The message is shown as one line; the exit code is 2 (CONTRACT.md)."""
+    target. The message is shown as one line; the exit code is 2 (docs/contract.md)."""
 
 
 def read_json_file(path: Path, what: str = "file") -> Any:

@@ -1,4 +1,4 @@
-"""The `kt2conformance` command line (CONTRACT.md). Each sub-command parses its options here and
+"""The `kt2conformance` command line (docs/contract.md). Each sub-command parses its options here and
 hands them to the module that does the work; unusable input ends with one line and exit 2."""
 
 from __future__ import annotations

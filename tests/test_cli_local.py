@@ -1,5 +1,5 @@
 """The local commands as users and CI scripts run them: a real process, its exit code, stdout and
-stderr (CONTRACT.md). Exit 2 must come with exactly one line naming the problem, never a
+stderr (docs/contract.md). Exit 2 must come with exactly one line naming the problem, never a
 traceback, whichever way the CLI is started (console script or `python -m`)."""
 
 from __future__ import annotations

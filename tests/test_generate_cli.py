@@ -1,4 +1,4 @@
-"""`kt2conformance generate` as CI scripts use it (CONTRACT.md): a real process, its files and
+"""`kt2conformance generate` as CI scripts use it (docs/contract.md): a real process, its files and
 exit code. Users keep generated Tasks as fixtures and diff them between runs, so the same seed
 must give the same bytes, index.json must have the documented shape, and what the index says
 about each file must be what `validate` says about it."""

@@ -1,4 +1,4 @@
-"""No secret of a run reaches a file or the terminal (CONTRACT.md: tokens, private keys and client
+"""No secret of a run reaches a file or the terminal (docs/contract.md: tokens, private keys and client
 assertions never appear in any report or log).
 
 Each test runs `kt2conformance run` in a subprocess with real credentials, then searches every

@@ -1,7 +1,7 @@
 """The local oracle: does a Task conform to the profile, constraint by constraint?
 
 `Oracle(profile).validate(task)` walks the Task against the profile's element tree once and
-returns every issue with its constraint key (CONTRACT.md). ele-1 and ext-1 are checked from the
+returns every issue with its constraint key (docs/contract.md). ele-1 and ext-1 are checked from the
 JSON structure (what they say is structural; tests/test_fhirpath.py shows the two agree with the
 FHIRPath evaluation); every other invariant is evaluated with FHIRPath (kt2conformance.spec._fhirpath).
 """
@@ -19,6 +19,7 @@ from typing import Any, cast
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec import _terminology as terminology
 from kt2conformance.spec._profile import Profile, load_profile
+from kt2conformance.spec._resource import resource_json
 from kt2conformance.spec._tree import (
     RESOURCE_TYPES,
     STRUCTURAL_INVARIANTS,
@@ -399,9 +400,11 @@ class Oracle:
     def validate(self, task: Any) -> list[Issue]:
         """Every issue of `task` against the profile (errors and warnings).
 
+        `task` is JSON (a dict) or a fhir.resources model (judged as the JSON it serializes to).
         Any JSON value is accepted. Nesting beyond MAX_DEPTH is one error (a FHIR server's
         parser refuses such a body before validating it); anything shallower is validated in
         full, with the recursion limit raised for a deep Task."""
+        task = resource_json(task)
         depth = nesting_depth(task)
         if depth > MAX_DEPTH:
             root = self.tree.id

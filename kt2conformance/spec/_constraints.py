@@ -1,4 +1,4 @@
-"""The constraints a profile imposes, one stable key each (`<element id>/<kind>`, CONTRACT.md),
+"""The constraints a profile imposes, one stable key each (`<element id>/<kind>`, docs/contract.md),
 read from the element tree, plus the rules a Koppeltaal server enforces beyond the profile.
 
 What is listed:

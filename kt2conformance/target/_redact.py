@@ -1,5 +1,5 @@
 """The one place that knows the secrets of a run, so that no report, log or reproducer line ever
-shows them (CONTRACT.md: tokens, private keys and client assertions never appear anywhere).
+shows them (docs/contract.md: tokens, private keys and client assertions never appear anywhere).
 
 Two layers, because either alone leaks:
 - exact secrets registered as they come into being (the `--token`, each access token obtained,
