@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ConstraintKey", "Expectation", "Kind", "Problem", "Verdict"]
+__all__ = ["ConstraintKey", "Expectation", "Kind", "Problem", "StopReason", "Verdict"]
 
 
 class Kind(StrEnum):
@@ -109,3 +109,13 @@ class Problem(StrEnum):
     EMPTY_BODY = "empty body"
     NOT_JSON = "not JSON"
     THROTTLED = "throttled"  # still 429/503 after the retries
+
+
+class StopReason(StrEnum):
+    """Why a run ended before every case ran (summary.json `stopped_reason`)."""
+
+    SIGINT = "SIGINT"  # Ctrl-C
+    SIGTERM = "SIGTERM"  # what CI systems send when a job is cancelled or times out
+    SIGHUP = "SIGHUP"  # the terminal went away
+    SETUP_ERROR = "setup-error"  # the target refused or vanished: exit 2
+    EARLY = "stopped-early"  # pytest stopped the session (-x, --maxfail)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
+from kt2conformance._signals import SIGNALS
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -107,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
+    if args.command == "run":  # SIGTERM and SIGHUP stop a run as Ctrl-C does (exit 143, 129)
+        SIGNALS.install()
     try:
         return _dispatch(args, extra)
     except UsageError as exc:
@@ -115,5 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: not an error of ours
         return 0
     except KeyboardInterrupt:
-        print("kt2conformance: interrupted", file=sys.stderr)
-        return 130
+        print(f"kt2conformance: stopped by {SIGNALS.first or 'SIGINT'}", file=sys.stderr)
+        return SIGNALS.exit_code()
+    finally:
+        if args.command == "run":
+            SIGNALS.restore()

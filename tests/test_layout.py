@@ -16,7 +16,7 @@ import kt2conformance
 PACKAGE = Path(kt2conformance.__file__).parent
 # Low to high. A module may import from its own layer and from layers below it, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("kt2conformance._errors", "kt2conformance._paths", "kt2conformance._vocabulary",
+    ("kt2conformance._errors", "kt2conformance._paths", "kt2conformance._vocabulary", "kt2conformance._signals",
      "kt2conformance._koppeltaal"),
     ("kt2conformance.spec",),
     ("kt2conformance.oracle",),
@@ -81,7 +81,7 @@ def test_the_tree_reads_as_the_pipeline() -> None:
     assert packages == sorted(SUB_PACKAGES)
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "_commands.py", "_errors.py", "_koppeltaal.py",
-                   "_paths.py", "_vocabulary.py", "cli.py"]
+                   "_paths.py", "_signals.py", "_vocabulary.py", "cli.py"]
     for package in SUB_PACKAGES:  # modules inside sub-packages are private
         public = [p.name for p in (PACKAGE / package).glob("*.py")
                   if not p.name.startswith("_")]

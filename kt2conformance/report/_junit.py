@@ -22,12 +22,16 @@ def _text(value: Any) -> str:
 
 
 def write_junit(path: Path, verdict: RunVerdict, properties: Mapping[str, Any],
-                records: Iterable[Mapping[str, Any]], duration: float) -> None:
-    """Write junit.xml (via a temporary file: a reader never sees half of it)."""
+                records: Iterable[Mapping[str, Any]], duration: float,
+                stopped: str | None = None) -> None:
+    """Write junit.xml (via a temporary file: a reader never sees half of it). A run that
+    stopped before every case ran (`stopped`: why) carries one more testcase, `run complete`,
+    with an error: CI shows an incomplete run red even when every case that ran passed."""
     t = verdict.totals
     partial = path.with_name(path.name + ".part")
-    head = (f'tests="{t.get("cases", 0)}" failures="{t.get("failed", 0)}" '
-            f'errors="{t.get("errors", 0)}" skipped="0" time="{duration:.3f}"')
+    extra = 1 if stopped else 0
+    head = (f'tests="{t.get("cases", 0) + extra}" failures="{t.get("failed", 0)}" '
+            f'errors="{t.get("errors", 0) + extra}" skipped="0" time="{duration:.3f}"')
     with partial.open("w", encoding="utf-8") as out:
         out.write('<?xml version="1.0" encoding="utf-8"?>\n')
         out.write(f'<testsuites name="kt2conformance" {head}>\n')
@@ -39,6 +43,11 @@ def write_junit(path: Path, verdict: RunVerdict, properties: Mapping[str, Any],
                 out.write(f"      <property name={quoteattr(_text(name))} "
                           f"value={quoteattr(_text(value))}/>\n")
         out.write("    </properties>\n")
+        if stopped:
+            why = _text(stopped)
+            out.write(f'    <testcase classname="kt2conformance" name="run complete" time="0">\n'
+                      f'      <error message={quoteattr(why)} type="incomplete">{escape(why)}'
+                      f"</error>\n    </testcase>\n")
         for record in records:
             classname = record.get("constraint") or VALID_CLASS
             out.write(f"    <testcase classname={quoteattr(_text(classname))} "

@@ -25,7 +25,8 @@ from hypothesis.strategies import SearchStrategy
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import SERVER_RULES, rule
-from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance._signals import SIGNALS
+from kt2conformance._vocabulary import Expectation, StopReason, Verdict
 from kt2conformance.generate._strategies import (
     Prerequisites,
     invalid_tasks,
@@ -100,7 +101,9 @@ class Engine:
         if self.target is None:
             from kt2conformance.target._server import ReferenceServer
 
-            self._server = ReferenceServer(profiles_dir=o.profile).start()
+            # kept before it starts: a stop signal during the start still stops it in finish()
+            self._server = ReferenceServer(profiles_dir=o.profile)
+            self._server.start()
             self.target = self._server.base_url
         auth = build_auth(self.target, o.token, o.client_id, o.private_key, o.alg,
                           o.token_url, o.kid)
@@ -234,16 +237,47 @@ class Engine:
 
     # -- the end ---------------------------------------------------------------------------------
 
-    def finish(self, stopped: str | None = None) -> RunVerdict:
+    def finish(self, stopped: str | None = None, reason: StopReason | None = None) -> RunVerdict:
         """Clean up the target, then write summary.json, junit.xml and report.html's section.
-        Safe after failures, set-up errors and Ctrl-C: it deletes whatever was created and
-        records whatever was judged. `stopped` says why the run ended before every case ran."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self.leftovers = self.tracker.delete_all() if self.tracker else []
-        if self.client is not None:
-            self.client.close()
-        if self._server is not None:
-            self._server.stop()
+        Safe after failures, set-up errors and stop signals: it deletes whatever was created and
+        records whatever was judged. `stopped` says why the run ended before every case ran,
+        `reason` what kind of stop it was.
+
+        The requests in flight finish within one attempt's timeout (no retries, no rate waits);
+        a second stop signal abandons them and the deletes, and what is left is listed in
+        summary.json (`leftovers`, full URLs) and on the console. Stopping the embedded server
+        and writing the reports are shielded from further signals."""
+        leftovers: list[str] | None = None
+        try:
+            if self.client is not None:
+                self.client.hurry()
+            try:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            except KeyboardInterrupt:  # stopped again: the requests in flight are abandoned
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            if self.client is not None:
+                self.client.hurry(False)
+            if self.tracker is not None and not SIGNALS.repeated:
+                leftovers = self.tracker.delete_all()
+        except KeyboardInterrupt:
+            pass  # a second stop signal: give up the cleanup, say what is left
+        with SIGNALS.shielded():
+            if leftovers is None:
+                leftovers = self.tracker.remaining() if self.tracker is not None else []
+            base = self.client.base_url if self.client is not None else self.target
+            self.leftovers = [f"{base}/{made}" for made in leftovers]
+            if self.client is not None:
+                self.client.close()
+            if self._server is not None:
+                self._server.stop()
+            if reason is None and SIGNALS.first is not None:  # a signal during the cleanup
+                reason, stopped = SIGNALS.first, f"stopped by {SIGNALS.first} during the cleanup"
+            if SIGNALS.repeated and stopped:
+                stopped += f"; stopped again, {len(self.leftovers)} resources left on the target"
+            return self._write_reports(stopped, reason)
+
+    def _write_reports(self, stopped: str | None, reason: StopReason | None) -> RunVerdict:
         self._tallies = Tallies.of(self.log, list(self.constraints))
         duration = round(time.monotonic() - self._clock, 3)
         head = {
@@ -256,6 +290,8 @@ class Engine:
             "duration_s": duration,
             "complete": stopped is None,
             "stopped": stopped,
+            "stopped_reason": reason.value if reason is not None and stopped else None,
+            "leftovers": self.leftovers,
         }
         write_summary(self.reports / "summary.json", head, self._tallies, self.log)
         verdict = self.reporting.finish(head, self._tallies, self.log, self.skipped, self.junit,
@@ -265,6 +301,7 @@ class Engine:
         self.outcome = {"target": self.target, "duration_s": duration,
                         "totals": self._tallies.totals, "verdict": verdict.line(),
                         "conforms": verdict.outcome.name == "CONFORMS",
+                        "complete": stopped is None, "leftovers": self.leftovers,
                         "baseline": comparison.lines() if comparison else None,
                         "constraints": self._tallies.constraints()}
         return verdict

@@ -26,7 +26,8 @@ from hypothesis.strategies import SearchStrategy
 
 from kt2conformance import _paths as paths
 from kt2conformance._errors import UsageError
-from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance._signals import SIGNALS
+from kt2conformance._vocabulary import Expectation, StopReason, Verdict
 from kt2conformance.report import anchor
 from kt2conformance.run._cases import Case
 from kt2conformance.run._engine import Engine
@@ -64,11 +65,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _runs_suites(config):
         return
     options = Options.from_namespace(config.option, _PREFIX.replace("-", "_"))
+    _refuse_xdist(config)
     try:
         options.check()
         harness = Harness(config, options)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    SIGNALS.install()  # SIGTERM and SIGHUP stop the run as Ctrl-C does: cleanup, reports
     if not config.option.htmlpath:
         config.option.htmlpath = str(harness.reports / "report.html")
         config.option.self_contained_html = True
@@ -76,6 +79,23 @@ def pytest_configure(config: pytest.Config) -> None:
         harness.junit = None
     config.stash[HARNESS] = harness
     config.pluginmanager.register(harness, "kt2conformance-harness")
+
+
+def _refuse_xdist(config: pytest.Config) -> None:
+    """pytest-xdist would run the suites in several processes, each creating its own
+    prerequisites and writing its own partial reports over the others': refused in one line.
+    Requests are spread with --kt-concurrency instead."""
+    workers = getattr(config.option, "numprocesses", None)
+    if workers or hasattr(config, "workerinput"):
+        raise pytest.UsageError(
+            "kt2conformance: the conformance suites do not run under pytest-xdist (-n): one "
+            "run needs one process for one summary and a full cleanup; use --kt-concurrency N "
+            "to send N requests at a time")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(HARNESS, None) is not None:
+        SIGNALS.restore()
 
 
 @pytest.fixture(scope="session")
@@ -168,18 +188,24 @@ class Harness(Engine):
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Clean up the target, then write the reports (before pytest-html renders, which asks
         for the engine's section). Runs after failures, pytest.exit and Ctrl-C too."""
-        self.finish(self._stopped(session, exitstatus))
+        self.finish(*self._stopped(session, exitstatus))
+        if SIGNALS.received:  # the shell's convention, also under plain pytest: 130, 143, 129
+            session.exitstatus = SIGNALS.exit_code()
 
-    def _stopped(self, session: pytest.Session, exitstatus: int) -> str | None:
-        """Why the run ended before every suite ran (None when it did not)."""
+    def _stopped(self, session: pytest.Session,
+                 exitstatus: int) -> tuple[str | None, StopReason | None]:
+        """Why the run ended before every suite ran, and what kind of stop it was (None, None
+        when it did not)."""
         error = self.config.stash.get(SETUP_ERROR, None)
         if error:
-            return f"stopped by a set-up error: {error}"
+            return f"stopped by a set-up error: {error}", StopReason.SETUP_ERROR
+        if SIGNALS.first is not None:
+            return f"interrupted by {SIGNALS.first} before every case ran", SIGNALS.first
         if exitstatus == pytest.ExitCode.INTERRUPTED:
-            return "interrupted (Ctrl-C or a signal) before every case ran"
+            return "interrupted before every case ran", StopReason.SIGINT
         if session.shouldstop:
-            return f"stopped early: {session.shouldstop}"
-        return None
+            return f"stopped early: {session.shouldstop}", StopReason.EARLY
+        return None, None
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         """A constraint left out with -k (or another deselection) says so in the report."""
@@ -206,9 +232,12 @@ class Harness(Engine):
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.leftovers:
+            shown = ", ".join(self.leftovers[:10])
+            more = f" and {len(self.leftovers) - 10} more" if len(self.leftovers) > 10 else ""
             terminalreporter.write_line(
-                f"kt2conformance: could not delete {len(self.leftovers)} resources from the "
-                f"target: {', '.join(self.leftovers[:10])}", yellow=True)
+                f"kt2conformance: {len(self.leftovers)} resources left on the target "
+                f"(all listed in {self.reports / 'summary.json'} under leftovers): {shown}{more}",
+                yellow=True)
         terminalreporter.write_sep("-", f"summary: {self.reports / 'summary.json'}")
         runner = any(getattr(p, "prints_verdict", False)
                      for p in self.config.pluginmanager.get_plugins())

@@ -119,7 +119,7 @@ class Reporting:
                 "target": head.get("target"), "profile": profile.get("url"),
                 "profile.version": profile.get("version"), "package": profile.get("package"),
                 "seed": head.get("seed"), "started": head.get("started")},
-                log.records(), float(head.get("duration_s") or 0))
+                log.records(), float(head.get("duration_s") or 0), stopped)
         facts = RunFacts(
             head=summary, constraints=summary["constraints"],
             descriptions={k: c.description for k, c in self.constraints.items()},

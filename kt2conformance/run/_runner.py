@@ -12,6 +12,7 @@ import pytest
 
 from kt2conformance import _paths as paths
 from kt2conformance._errors import UsageError
+from kt2conformance._signals import SIGNALS
 from kt2conformance.report import BaselineError, load_baseline
 from kt2conformance.run._options import Options
 from kt2conformance.run._plugin import outcome_of
@@ -77,15 +78,16 @@ def run(options: Options, extra: list[str]) -> int:
                         *options.pytest_arguments(), *extra], plugins=[observer])
     if observer.setup_error:
         raise UsageError(observer.setup_error)
-    if code == pytest.ExitCode.INTERRUPTED:
+    if SIGNALS.received or code == pytest.ExitCode.INTERRUPTED:
         if observer.outcome is not None:  # the reports were written: say what they hold
             _print_summary(observer.outcome, reports)
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # the CLI exits with 128 + the signal's number
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or observer.outcome is None:
         raise UsageError(f"the suites did not run (pytest exit code {int(code)}): "
                          f"see the pytest output above")
     _print_summary(observer.outcome, reports)
-    return 0 if code == pytest.ExitCode.OK else 1
+    # an incomplete run is never green, even when every test that ran passed
+    return 0 if code == pytest.ExitCode.OK and observer.outcome.get("complete", True) else 1
 def _print_summary(outcome: dict[str, Any], reports: Path) -> None:
     """The verdict line (the same counts as report.html, junit.xml and summary.json), what the
     verdict rests on, the comparison with the baseline, and where the reports are."""
@@ -103,5 +105,9 @@ def _print_summary(outcome: dict[str, Any], reports: Path) -> None:
         print("  since the baseline run:")
         for line in outcome["baseline"]:
             print(f"    {line}")
+    leftovers = outcome.get("leftovers") or []
+    if leftovers:
+        print(f"  left on the target ({len(leftovers)}, all listed in summary.json under "
+              f"leftovers): {', '.join(leftovers[:10])}" + (" ..." if len(leftovers) > 10 else ""))
     print(f"  reports: {reports / 'report.html'}, {reports / 'junit.xml'}, "
           f"{reports / 'summary.json'}")

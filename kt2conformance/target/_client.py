@@ -126,6 +126,7 @@ class FhirClient:
         self._interval = 1.0 / rate if rate else 0.0
         self._next_slot = 0.0
         self._rate_lock = threading.Lock()
+        self._hurry = threading.Event()
         self._http = httpx.Client(
             auth=auth,
             timeout=httpx.Timeout(timeout[1], connect=timeout[0]),
@@ -205,10 +206,11 @@ class FhirClient:
             outcome = self._send_once(request, body, expect_json)
             exchange = outcome.exchange
             wait = self._retry_wait(method, outcome, attempt)
-            if wait is None:
+            if wait is None or self._hurry.is_set():
                 break
             attempt += 1
-            time.sleep(wait)
+            if self._hurry.wait(wait):  # stopping: the answer so far is the answer
+                break
         exchange.attempts = attempt + 1
         exchange.elapsed = time.monotonic() - started
         if exchange.status in RETRY_STATUSES and exchange.problem is None:
@@ -228,16 +230,24 @@ class FhirClient:
             return min(self.backoff * 2.0**attempt, self.max_retry_wait)
         return None
 
+    def hurry(self, on: bool = True) -> None:
+        """While a run is being stopped: no retries and no waiting for a rate slot, so every
+        request in flight ends within one attempt's timeout. `hurry(False)` for the cleanup."""
+        if on:
+            self._hurry.set()
+        else:
+            self._hurry.clear()
+
     def _throttle(self) -> None:
         """Keep to the `rate` option (requests per second) across threads."""
-        if not self._interval:
+        if not self._interval or self._hurry.is_set():
             return
         with self._rate_lock:
             now = time.monotonic()
             slot = max(now, self._next_slot)
             self._next_slot = slot + self._interval
         if slot > now:
-            time.sleep(slot - now)
+            self._hurry.wait(slot - now)
 
     def _send_once(self, request: httpx.Request, body: bytes | None, expect_json: bool) -> _Attempt:
         exchange = Exchange(

@@ -126,15 +126,25 @@ class Tracker:
 
     def delete_all(self) -> list[str]:
         """Delete everything still tracked, newest first (a Task before the Patient it names);
-        returns what could not be deleted, as `Type/id`."""
+        returns what could not be deleted, as `Type/id`. An interrupt (a second stop signal)
+        gives up: what is not deleted yet is returned."""
         if self.keep:
             return []
         with self._lock:
             remaining = list(reversed(self._created))
         for made in remaining:
-            self.delete(made)
+            try:
+                self.delete(made)
+            except KeyboardInterrupt:
+                break
+        return self.remaining()
+
+    def remaining(self) -> list[str]:
+        """What is still on the target, as `Type/id`, newest first."""
+        if self.keep:
+            return []
         with self._lock:
-            return [f"{t}/{i}" for t, i in self._created]
+            return [f"{t}/{i}" for t, i in reversed(self._created)]
 
 
 @dataclass
