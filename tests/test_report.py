@@ -254,3 +254,11 @@ def test_sentences_by_kind(kind: str, issue: Issue, expected: str) -> None:
     assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint=issue.key, kind=kind,
                     element=issue.path, status=201, issues=[issue], said=None, lost=[],
                     reason="") == expected
+
+
+def test_a_request_rule_names_itself() -> None:
+    assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint="server/content-type",
+                    kind="server", element="server", status=201, issues=[], said=None, lost=[],
+                    reason="", rule="a resource must be sent as application/fhir+json (415)") == (
+        "The server accepted (HTTP 201) a request that breaks `server/content-type`: "
+        "a resource must be sent as application/fhir+json (415).")

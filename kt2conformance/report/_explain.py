@@ -151,7 +151,8 @@ def _quote(value: Any) -> str:
 def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: str | None,
              element: str | None, status: int | None, issues: Iterable[Issue],
              said: str | None, lost: Sequence[Path], reason: str,
-             cardinality: tuple[int, str] | None = None, resource: str = "Task") -> str:
+             cardinality: tuple[int, str] | None = None, resource: str = "Task",
+             rule: str | None = None) -> str:
     """The one sentence a tester reads first: what the server did and why that is wrong."""
     issue = next(iter(issues), None)
     where = show_path(parse_path(issue.path)) if issue else None
@@ -178,7 +179,8 @@ def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: st
         if issue:
             return (f"The server stored a Task that breaks `{constraint}` ({answer}): "
                     f"{issue.message} at `{where}`.")
-        return f"The server accepted ({answer}) a request that breaks `{constraint}`."
+        because = f": {rule}" if rule else ""
+        return f"The server accepted ({answer}) a request that breaks `{constraint}`{because}."
     if finding is Finding.SERVER_DEFECT:
         subject = "a valid Task" if constraint is None else f"a Task that breaks `{constraint}`"
         return (f"The server failed with {answer} on {subject}: a server error, where "

@@ -98,6 +98,7 @@ class Reporting:
             kind=constraint.kind if constraint else None,
             element=constraint.element if constraint else None, cardinality=cardinality,
             said=said[0] if said else None, pointed=outcome_elements(exchange.json),
+            rule=constraint.description if constraint else None,
             minimal=minimal, minimal_valid=self.minimal_valid if minimal else None)
 
     def finish(self, head: dict[str, Any], tallies: Tallies, log: CaseLog,
