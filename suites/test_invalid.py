@@ -1,7 +1,7 @@
-"""Every constraint of the profile is enforced: Tasks that break exactly that one constraint are
-refused with a 4xx (with --strict: 422 and an OperationOutcome). One test per constraint key, so
-the JUnit and HTML reports have a row per constraint; a key no JSON Task can break alone is
-skipped with the reason."""
+"""Every constraint of each selected profile is enforced: resources that break exactly that one
+constraint are refused with a 4xx (with --strict: 422 and an OperationOutcome). One test per
+(profile, constraint key), so the reports have a row per constraint; a key no JSON resource can
+break alone is skipped with the reason."""
 
 from kt2conformance._vocabulary import Expectation
 from kt2conformance.generate._strategies import generate_invalid
@@ -11,18 +11,22 @@ from kt2conformance.run._plugin import HARNESS
 def pytest_generate_tests(metafunc):
     if "key" in metafunc.fixturenames:
         harness = metafunc.config.stash.get(HARNESS, None)
-        keys = harness.invalid_keys() if harness else []
-        metafunc.parametrize("key", keys, ids=keys)
+        pairs = harness.invalid_keys() if harness else []
+        metafunc.parametrize(("profile", "key"), pairs,
+                             ids=[harness.name_of(p, k) for p, k in pairs] if harness else [])
 
 
-def test_invalid_task_is_refused(kt, extras, key):
+def test_invalid_task_is_refused(kt, extras, profile, key):
     constraint = kt.constraints[key]
+    name = kt.name_of(profile, key)
     if constraint.severity != "error":
-        kt.skip(key, "a warning (SHOULD): a server may accept a Task that breaks it")
-    if key in kt.unviolable:
-        kt.skip(key, kt.unviolable[key])
-    strategy = kt.invalid_strategies.get(key)
+        kt.skip(key, "a warning (SHOULD): a server may accept a resource that breaks it")
+    unviolable = kt.unviolable_in(profile)
+    if key in unviolable:
+        kt.skip(key, unviolable[key])
+    strategy = kt.invalid_strategies_of(profile).get(key)
     if strategy is None:
         kt.skip(key, "no generator breaks it alone")
-    kt.check_property(extras, key, strategy, lambda seed: generate_invalid(kt.profile, key, kt.prereqs, seed),
-                      Expectation.REJECT, key, constraint.description)
+    kt.check_property(extras, name, strategy,
+                      lambda seed: generate_invalid(profile, key, kt.prereqs, seed),
+                      Expectation.REJECT, key, constraint.description, profile.type)

@@ -152,6 +152,7 @@ class TaskGenerator:
         self.refs = prereqs.by_type()
         self.oracle = oracle_for(profile)
         self.tree = self.oracle.tree
+        self.sliced_codes = _sliced_codes(profile)
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -221,7 +222,10 @@ class TaskGenerator:
         codes = self.oracle.expansion(binding[1]) if binding and binding[0] in ("required", "extensible") else None
         if not codes or tref.code not in ("Coding", "CodeableConcept"):
             return None
-        system, code = c.choose(sorted(codes))
+        allowed = sorted(set(codes) - self.sliced_codes.get(node.id, set()))
+        if not allowed:
+            return None
+        system, code = c.choose(allowed)
         coding = {"system": system, "code": code}
         return coding if tref.code == "Coding" else {"coding": [coding]}
 
@@ -329,6 +333,24 @@ class TaskGenerator:
             else:
                 task.pop("code")
         return task
+
+
+def _sliced_codes(profile: Profile) -> dict[str, set[tuple[str, str]]]:
+    """Codes that put an element into a slice the element tree does not model (slices other than
+    extensions', e.g. KT2ActivityDefinition's useContext:koppeltaal-expansion, chosen by the
+    pattern on its `code`): element id (sliced element's child) -> (system, code) patterns. The
+    generators keep out of those slices, whose own rules the oracle does not judge."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for el in profile.elements:
+        head, _, part = str(el.get("id", "")).rpartition(".")
+        if ":" not in head.rsplit(".", 1)[-1] or "extension:" in head:
+            continue
+        for key in ("patternCoding", "fixedCoding"):
+            value = el.get(key)
+            if isinstance(value, dict) and value.get("code"):
+                out.setdefault(f"{head.split(':')[0]}.{part}", set()).add(
+                    (str(value.get("system")), str(value["code"])))
+    return out
 
 
 @lru_cache(maxsize=8)

@@ -102,6 +102,7 @@ class RunFacts:
     skipped: Mapping[str, str]
     refused_at: Counter[str]
     strict: bool = False
+    profiles: Mapping[str, str] = field(default_factory=dict)  # resource type -> profile name
 
 
 def _case_view(d: Mapping[str, Any]) -> CaseView:
@@ -171,7 +172,8 @@ def render_section(verdict: RunVerdict, facts: RunFacts,
     groups = build_groups(facts.constraints, facts.descriptions, facts.skipped, valid_cases,
                           valid_findings, facts.refused_at, failing_keys,
                           stopped=verdict.stopped is not None,
-                          lost=facts.head.get("data_loss"), coverage=facts.head.get("coverage"))
+                          lost=facts.head.get("data_loss"), coverage=facts.head.get("coverage"),
+                          profiles=facts.profiles)
     failures = _failure_blocks(groups, details, others, more, facts)
     samples = {}
     for key, ds in details.items():

@@ -65,8 +65,13 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
                  skipped: Mapping[str, str], valid_cases: int, valid_findings: Mapping[str, int],
                  refused_at: Counter[str], failing: set[str | None],
                  stopped: bool = False, lost: Mapping[str, Any] | None = None,
-                 coverage: Mapping[str, Any] | None = None) -> list[Group]:
+                 coverage: Mapping[str, Any] | None = None,
+                 profiles: Mapping[str, str] | None = None) -> list[Group]:
     """The groups, worst first (then in profile order), their rows worst first.
+
+    With several profiles (`profiles`: resource type -> profile name, in run order) the groups
+    are grouped by profile first: each element's group is named `<profile> · <element>`, and a
+    profile's groups come together, in the profiles' order, worst first within a profile.
 
     `constraints` is summary.json's object (key -> cases, failed, enforced, and data_loss where
     the harness counts it per element); `valid_findings` counts the valid resources' findings by
@@ -77,6 +82,7 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
     (per side: by_element -> class -> sent/answered/passed, not_sent) when the run wrote them."""
     valid_classes, invalid_classes = _classes(coverage, "valid"), _classes(coverage, "invalid")
     groups: dict[str, Group] = {}
+    several = profiles if profiles and len(profiles) > 1 else None
     valid = Group(VALID_GROUP)
     if valid_findings.get(OVER_STRICT):
         pointed = ", ".join(f"{e} ({n})" for e, n in refused_at.most_common(5))
@@ -113,6 +119,8 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
             status = min(status, DATA_LOSS, key=ORDER.index)
             note = f"{lost_here} data-loss finding(s)" + (f"; {note}" if note else "")
         element = element_of(key)
+        if several and element != SERVER_GROUP:
+            element = f"{several.get(element.split('.')[0].split('/')[0], '?')} · {element}"
         group = groups.setdefault(element, Group(element))
         group.rows.append(Row(key, status, descriptions.get(key, ""), cases, failed, note,
                               anchor(key) if key in failing else None))
@@ -131,7 +139,14 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
             groups[element].rows.append(Row(
                 f"{element} (valid Tasks refused here)", OVER_STRICT,
                 "refusals of valid Tasks pointed at this element", n, n, "", anchor(None)))
-    ordered = sorted(groups.values(), key=lambda g: ORDER.index(g.status))  # stable: profile order
+    names = list(several.values()) if several else []
+
+    def rank(group: Group) -> tuple[int, int]:
+        profile = group.element.split(" · ")[0]
+        return (names.index(profile) if profile in names else len(names),
+                ORDER.index(group.status))
+
+    ordered = sorted(groups.values(), key=rank)  # stable: snapshot order within a status
     for group in [valid, *ordered]:
         group.rows.sort(key=lambda r: ORDER.index(r.status))
     return [valid, *ordered]

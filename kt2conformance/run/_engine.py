@@ -34,6 +34,7 @@ from kt2conformance.generate._strategies import (
     valid_tasks,
 )
 from kt2conformance.generate._values import oracle_for
+from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.report import BaselineError, RunVerdict, load_baseline
 from kt2conformance.run._cases import Case, property_seed, shrink
 from kt2conformance.run._options import Options
@@ -41,7 +42,7 @@ from kt2conformance.run._report import CaseLog, Outcome, Tallies, write_summary
 from kt2conformance.run._reporting import Reporting
 from kt2conformance.run._verdicts import judge, judge_read_back
 from kt2conformance.spec._constraints import Constraint, derive_constraints
-from kt2conformance.spec._profile import load_profile
+from kt2conformance.spec._profile import Profile, select_profiles
 from kt2conformance.target._auth import build_auth
 from kt2conformance.target._client import Exchange, FhirClient
 from kt2conformance.target._prerequisites import Created, Tracker, create_all, created_id
@@ -55,15 +56,29 @@ PROTOCOL_KEYS = frozenset(r.key for r in SERVER_RULES if r.protocol_only)
 
 
 class Engine:
-    """One conformance run: the profile and its constraints, the target and what was created on
-    it, and the record of every case."""
+    """One conformance run: the profiles and their constraints, the target and what was created
+    on it, and the record of every case.
+
+    `--profile` may select several profiles (`KT2Device,KT2Task`, `all`): each judgeable one gets
+    its valid and invalid properties; KT2Task, when selected, comes first and is `profile`, the
+    one summary.json's `profile` names. Constraint keys of different profiles differ (element
+    ids start with the type) except the server rules', whose cases of a profile other than
+    KT2Task are named `<key>@<profile>` (`server/meta.profile@KT2Device`)."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.profile = load_profile(options.profile)
-        self.oracle = oracle_for(self.profile)  # the one the generators use too
+        selected = select_profiles(options.profile)
+        # the profiles that cannot be judged, with the one line saying what they would need
+        self.not_judged: dict[str, str] = {p.name: p.unjudgeable for p in selected if p.unjudgeable}
+        self.profiles: list[Profile] = sorted((p for p in selected if not p.unjudgeable),
+                                              key=lambda p: p.type != "Task")
+        if not self.profiles:
+            raise UsageError(next(iter(self.not_judged.values())))
+        self.profile = self.profiles[0]
+        self.oracles = {p.type: oracle_for(p) for p in self.profiles}  # the generators' own
+        self.oracle = self.oracles[self.profile.type]
         self.constraints: dict[str, Constraint] = {
-            c.key: c for c in derive_constraints(self.profile)}
+            c.key: c for p in self.profiles for c in derive_constraints(p)}
         self.reports = Path(options.reports)
         self.log = CaseLog(self.reports)
         baseline = None
@@ -72,7 +87,7 @@ class Engine:
                 baseline = (options.baseline, load_baseline(options.baseline))
             except BaselineError as exc:
                 raise UsageError(str(exc)) from None
-        self.reporting = Reporting(self.profile, self.oracle, self.constraints, self.reports,
+        self.reporting = Reporting(self.profiles, self.oracles, self.constraints, self.reports,
                                    baseline)
         # junit.xml is the engine's own (one testcase per case) unless a caller wants another
         self.junit: Path | None = self.reports / "junit.xml"
@@ -89,6 +104,7 @@ class Engine:
         self._clock = time.monotonic()
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency)
         self._tallies = Tallies()
+        self._strategies: dict[str, dict[str, SearchStrategy[Any]]] = {}
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -101,8 +117,10 @@ class Engine:
         if self.target is None:
             from kt2conformance.target._server import ReferenceServer
 
-            # kept before it starts: a stop signal during the start still stops it in finish()
-            self._server = ReferenceServer(profiles_dir=o.profile)
+            # kept before it starts: a stop signal during the start still stops it in finish();
+            # the folder the selected profiles come from (a name is not a folder)
+            self._server = ReferenceServer(profiles_dir=None if o.profile is None else str(
+                self.profile.source.parent))
             self._server.start()
             self.target = self._server.base_url
         auth = build_auth(self.target, o.token, o.client_id, o.private_key, o.alg,
@@ -126,9 +144,34 @@ class Engine:
     def invalid_strategies(self) -> dict[str, SearchStrategy[Any]]:
         return invalid_tasks(self.profile, self.prereqs)
 
-    def invalid_keys(self) -> list[str]:
-        """The keys the invalid suite checks, one test each: all but the protocol faults."""
-        return [key for key in self.constraints if key not in PROTOCOL_KEYS]
+    def unviolable_in(self, profile: Profile) -> dict[str, str]:
+        """The keys of `profile` no single JSON fault breaks, with the reason."""
+        return self.unviolable if profile is self.profile else unviolable(profile)
+
+    def invalid_strategies_of(self, profile: Profile) -> dict[str, SearchStrategy[Any]]:
+        if profile is self.profile:
+            return self.invalid_strategies
+        return self._strategies.setdefault(profile.url, invalid_tasks(profile, self.prereqs))
+
+    def invalid_keys(self) -> list[tuple[Profile, str]]:
+        """(profile, key) the invalid suite checks, one test each: all but the protocol faults."""
+        return [(p, c.key) for p in self.profiles for c in derive_constraints(p)
+                if c.key not in PROTOCOL_KEYS]
+
+    def name_of(self, profile: Profile, key: str | None) -> str:
+        """The name a property's test and cases go by: the key (`valid` for the valid
+        resources), with `@<profile>` where the key alone does not say the profile: a server
+        rule's, or the valid resources of a profile other than the first."""
+        if profile is self.profile:
+            return key or "valid"
+        if key is None:
+            return f"valid@{profile.name}"
+        return f"{key}@{profile.name}" if rule(key) is not None else key
+
+    def oracle_of(self, body: Any) -> Oracle:
+        """The oracle of the profile for the body's resource type (the first profile's else)."""
+        kind = body.get("resourceType") if isinstance(body, dict) else None
+        return self.oracles.get(kind, self.oracle) if isinstance(kind, str) else self.oracle
 
     # -- cases -----------------------------------------------------------------------------------
 
@@ -179,12 +222,12 @@ class Engine:
                 body = json.loads(case.text)
             except ValueError:
                 return ["not JSON"]
-        return sorted({issue.key for issue in self.oracle.errors(body)})
+        return sorted({issue.key for issue in self.oracle_of(body).errors(body)})
 
     def run_property(self, name: str, strategy: SearchStrategy[Any],
                      bulk: Callable[[int], Iterator[Any]], expected: Expectation,
-                     constraint: str | None,
-                     description: str) -> tuple[list[Outcome], Outcome | None]:
+                     constraint: str | None, description: str,
+                     resource_type: str = "Task") -> tuple[list[Outcome], Outcome | None]:
         """A property: every Task the strategy draws gets the expected answer. The examples come
         from `bulk` (the same generator driven by a seeded random source: reproducible from
         --seed, and thousands a second, so a large run waits on the server, not on Hypothesis'
@@ -194,7 +237,8 @@ class Engine:
                                           else INVALID_EXAMPLES)
         seed = property_seed(self.options.seed, name)
         known = () if constraint is None or rule(constraint) is not None else (constraint,)
-        cases = [Case(f"{name}#{i}", expected, constraint, description, task, oracle_keys=known)
+        cases = [Case(f"{name}#{i}", expected, constraint, description, task,
+                      resource_type=resource_type, oracle_keys=known)
                  for i, task in enumerate(islice(bulk(seed), count), 1)]
         outcomes = self.check_all(cases)
         minimal = None
@@ -219,7 +263,8 @@ class Engine:
             if stopped:
                 return False
             probe = Case(f"{template.id.split('#')[0]}#minimal", template.expected,
-                         template.constraint, template.description, task)
+                         template.constraint, template.description, task,
+                         resource_type=template.resource_type)
             try:
                 outcome = self._probe(probe)
             except UsageError as exc:  # not a failure to shrink: stop the run after shrinking
@@ -285,6 +330,9 @@ class Engine:
             "target": self.target,
             "profile": {"url": self.profile.url, "version": self.profile.version,
                         "package": self.package()},
+            "profiles": [{"url": p.url, "version": p.version, "name": p.name}
+                         for p in self.profiles],
+            "not_judged": self.not_judged,
             "seed": self.options.seed,
             "started": self._started.isoformat(timespec="seconds"),
             "duration_s": duration,

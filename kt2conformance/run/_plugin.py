@@ -144,12 +144,12 @@ class Harness(Engine):
 
     def check_property(self, extras: list[Any], name: str, strategy: SearchStrategy[Any],
                        bulk: Callable[[int], Iterator[Any]], expected: Expectation,
-                     constraint: str | None,
-                       description: str) -> None:
+                       constraint: str | None, description: str,
+                       resource_type: str = "Task") -> None:
         """Run the property (`Engine.run_property`) and show it as this test's outcome."""
         with self._setup_errors_stop_the_run():
             outcomes, minimal = self.run_property(name, strategy, bulk, expected, constraint,
-                                                  description)
+                                                  description, resource_type)
         self.expect(extras, outcomes, minimal)
 
     def skip(self, key: str, reason: str) -> NoReturn:
@@ -231,6 +231,8 @@ class Harness(Engine):
             data.clear()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for reason in self.not_judged.values():
+            terminalreporter.write_line(f"kt2conformance: not judged: {reason}", yellow=True)
         if self.leftovers:
             shown = ", ".join(self.leftovers[:10])
             more = f" and {len(self.leftovers) - 10} more" if len(self.leftovers) > 10 else ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,24 +40,26 @@ class Reporting:
     """Collects, during the run, the cases report.html shows in full; writes the reports at
     the end."""
 
-    def __init__(self, profile: Profile, oracle: Oracle, constraints: dict[str, Constraint],
-                 reports: Path, baseline: tuple[str, dict[str, Any]] | None = None) -> None:
-        self.profile = profile
-        self.oracle = oracle
+    def __init__(self, profiles: list[Profile], oracles: dict[str, Oracle],
+                 constraints: dict[str, Constraint], reports: Path,
+                 baseline: tuple[str, dict[str, Any]] | None = None) -> None:
+        self.profile = profiles[0]
+        self.profiles = {p.type: p for p in profiles}
+        self.oracles = oracles
         self.constraints = constraints
         self.details = DetailLog(reports, redact)
         self.summary_path = reports / "summary.json"
         self.baseline = baseline
-        self.elements = profile_texts(profile.elements)
+        # element ids start with their resource type, so the profiles' texts share one table
+        self.elements = {k: v for p in profiles for k, v in profile_texts(p.elements).items()}
         self.refused_at: Counter[str] = Counter()
         self.minimal_valid: Any = None  # set by the run when a minimal failing example exists
         self.section = ""
         self.verdict: RunVerdict | None = None
         self.comparison: Comparison | None = None
 
-    @cached_property
-    def profile_name(self) -> str:
-        return self.profile.url.rsplit("/", 1)[-1]
+    def profile_name(self, resource_type: str) -> str:
+        return self.profiles.get(resource_type, self.profile).name
 
     def record(self, outcome: Outcome) -> None:
         """Note a judged case: where refusals of valid Tasks point, and its details when
@@ -80,7 +81,8 @@ class Reporting:
         constraint = self.constraints.get(key) if key else None
         issues: list[Issue] = []
         if key and case.text is None and verdict.verdict is not Verdict.PASS:
-            issues = [Issue(i.key, i.path, i.message) for i in self.oracle.errors(case.body)]
+            oracle = self.oracles.get(case.resource_type) or self.oracles[self.profile.type]
+            issues = [Issue(i.key, i.path, i.message) for i in oracle.errors(case.body)]
         element = self.elements.get(constraint.element) if constraint else None
         cardinality = (int(element.get("min", 0)), str(element.get("max", "*"))) \
             if element else None
@@ -94,7 +96,8 @@ class Reporting:
             case_id=case.id, constraint=key, expected=case.expected, verdict=verdict.verdict,
             reason=verdict.reason, status=exchange.status, body=case.body, text=case.text,
             content_type=case.content_type, received=received, read_back=read_back,
-            curl=exchange.curl(body=False), curl_body=bool(exchange.request_body), issues=issues, profile=self.profile_name,
+            curl=exchange.curl(body=False), curl_body=bool(exchange.request_body),
+            issues=issues, profile=self.profile_name(case.resource_type),
             kind=constraint.kind if constraint else None,
             element=constraint.element if constraint else None, cardinality=cardinality,
             said=said[0] if said else None, pointed=outcome_elements(exchange.json),
@@ -125,7 +128,8 @@ class Reporting:
             head=summary, constraints=summary["constraints"],
             descriptions={k: c.description for k, c in self.constraints.items()},
             kinds={k: (c.kind, c.element) for k, c in self.constraints.items()},
-            elements=self.elements, skipped=skipped, refused_at=self.refused_at, strict=strict)
+            elements=self.elements, skipped=skipped, refused_at=self.refused_at, strict=strict,
+            profiles={t: p.name for t, p in self.profiles.items()})
         self.section = redact(render_section(verdict, facts, self.details.by_key(),
                                              log.records(), self.comparison))
         self.details.close()

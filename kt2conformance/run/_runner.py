@@ -16,7 +16,7 @@ from kt2conformance._signals import SIGNALS
 from kt2conformance.report import BaselineError, load_baseline
 from kt2conformance.run._options import Options
 from kt2conformance.run._plugin import outcome_of
-from kt2conformance.spec._profile import load_profile
+from kt2conformance.spec._profile import select_profiles
 from kt2conformance.target._auth import build_auth
 from kt2conformance.target._client import FhirClient
 
@@ -43,7 +43,9 @@ def _precheck(options: Options) -> None:
     """Fail fast, in one line, on what would otherwise stop the run inside pytest: an unreadable
     profile, bad auth options, an unreachable target, refused credentials, a production-looking
     target, a baseline that is not an earlier run's summary.json."""
-    load_profile(options.profile)
+    profiles = select_profiles(options.profile)
+    if all(p.unjudgeable for p in profiles):
+        raise UsageError(str(profiles[0].unjudgeable))
     if options.baseline:
         try:
             load_baseline(options.baseline)
