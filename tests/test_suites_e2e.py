@@ -26,6 +26,7 @@ pytestmark = pytest.mark.server
 TYPES = ["Task", "Patient", "Practitioner", "CareTeam", "RelatedPerson", "ActivityDefinition",
          "Device", "Organization"]
 SUMMARY_KEYS = ["tool", "target", "profile", "seed", "started", "duration_s", "complete", "stopped",
+                "profiles", "not_judged",  # added by issue 18 (several profiles a run)
                 "totals", "cases", "constraints"]  # the contract's order (docs/contract.md)
 CASE_KEYS = {"id", "expected", "constraint", "status", "verdict", "reason"}
 TOKEN = "e2e-secret-token-0123456789"
@@ -212,3 +213,26 @@ def test_ctrl_c_still_cleans_up(tmp_path: Path, untouched: str) -> None:
     assert 'id="kt-verdict">INCOMPLETE<' in html
     junit = ET.parse(tmp_path / "reports" / "junit.xml").getroot()
     assert {p.get("name"): p.get("value") for p in junit.iter("property")}["verdict"] == "INCOMPLETE"
+
+
+def test_several_profiles_in_one_run(tmp_path: Path, untouched: str) -> None:
+    """`--profile KT2Device,KT2Endpoint,KT2Patient`: the two core-based profiles get their own
+    valid and invalid cases (a server rule's named `key@profile` for the second), KT2Patient is
+    reported as not judged in one line with what it needs, report.html groups by profile, and
+    nothing is left on the target."""
+    result = run(tmp_path, "--target", untouched, "--examples", "1",
+                 "--profile", "KT2Device,KT2Endpoint,KT2Patient",
+                 "--", "-k", "valid_tasks or Device.status or Endpoint.status or meta.profile")
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr
+    assert "kt2conformance: not judged: KT2Patient builds on http://nictiz.nl/" in result.stdout
+    data = summary(tmp_path)
+    assert [p["name"] for p in data["profiles"]] == ["KT2Device", "KT2Endpoint"]
+    assert list(data["not_judged"]) == ["KT2Patient"]
+    assert "nictiz.fhir.nl.r4.nl-core#0.12.0-beta.4" in data["not_judged"]["KT2Patient"]
+    ids = {c["id"] for c in data["cases"]}
+    assert {"valid#1", "valid@KT2Endpoint#1", "server/meta.profile#1",
+            "server/meta.profile@KT2Endpoint#1", "Device.status/min#1",
+            "Endpoint.status/min#1"} <= ids
+    assert all(c["verdict"] == "pass" for c in data["cases"] if c["id"].startswith("Endpoint.status"))
+    html = (tmp_path / "reports" / "report.html").read_text()
+    assert "KT2Device · Device.status" in html and "KT2Endpoint · Endpoint.status" in html

@@ -330,9 +330,6 @@ class Engine:
             "target": self.target,
             "profile": {"url": self.profile.url, "version": self.profile.version,
                         "package": self.package()},
-            "profiles": [{"url": p.url, "version": p.version, "name": p.name}
-                         for p in self.profiles],
-            "not_judged": self.not_judged,
             "seed": self.options.seed,
             "started": self._started.isoformat(timespec="seconds"),
             "duration_s": duration,
@@ -340,6 +337,10 @@ class Engine:
             "stopped": stopped,
             "stopped_reason": reason.value if reason is not None and stopped else None,
             "leftovers": self.leftovers,
+            # beyond the contract's keys: every profile judged, and those that could not be
+            "profiles": [{"url": p.url, "version": p.version, "name": p.name}
+                         for p in self.profiles],
+            "not_judged": self.not_judged,
         }
         write_summary(self.reports / "summary.json", head, self._tallies, self.log)
         verdict = self.reporting.finish(head, self._tallies, self.log, self.skipped, self.junit,
