@@ -26,6 +26,7 @@ pytestmark = pytest.mark.server
 TYPES = ["Task", "Patient", "Practitioner", "CareTeam", "RelatedPerson", "ActivityDefinition",
          "Device", "Organization"]
 SUMMARY_KEYS = ["tool", "target", "profile", "seed", "started", "duration_s", "complete", "stopped",
+                "stopped_reason", "leftovers",
                 "profiles", "not_judged",  # added by issue 18 (several profiles a run)
                 "totals", "cases", "constraints"]  # the contract's order (docs/contract.md)
 CASE_KEYS = {"id", "expected", "constraint", "status", "verdict", "reason"}
