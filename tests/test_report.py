@@ -262,3 +262,32 @@ def test_a_request_rule_names_itself() -> None:
                     reason="", rule="a resource must be sent as application/fhir+json (415)") == (
         "The server accepted (HTTP 201) a request that breaks `server/content-type`: "
         "a resource must be sent as application/fhir+json (415).")
+
+
+def test_hostile_text_cannot_break_the_page(tmp_path: Path) -> None:
+    """Markup, a lone surrogate and a huge answer from a hostile server: escaped, writable as
+    UTF-8, clipped."""
+    from collections import Counter
+
+    from kt2conformance.report import DetailLog, RunFacts, render_section
+
+    body = {"resourceType": "Task", "note": [{"text": "</pre><script>alert(1)</script>\ud800"}]}
+    log = DetailLog(tmp_path, lambda text: text)
+    log.write(case_detail(case_id="Task.note/max#1", constraint="Task.note/max", expected="reject",
+                          verdict="fail", reason="accepted", status=201, body=body, text=None,
+                          content_type="application/fhir+json", received="<html>" * 100_000,
+                          read_back=None, curl="curl -sS", curl_body=True,
+                          issues=[Issue("Task.note/max", "Task.note", "not allowed")],
+                          profile="KT2Task", kind="max", element="Task.note",
+                          cardinality=(0, "0"), said=None, pointed=[]))
+    records = [_rec("reject", "fail", 201)]
+    summary = _summary({"Task.note/max": {"cases": 1, "failed": 1, "enforced": False}}, records)
+    facts = RunFacts(head={}, constraints=summary["constraints"], descriptions={}, kinds={},
+                     elements={}, skipped={}, refused_at=Counter())
+    html = render_section(run_verdict(summary, FindingCounts.of(records)), facts, log.by_key(),
+                          records)
+    log.close()
+    (tmp_path / "page.html").write_text(html, encoding="utf-8")  # no UnicodeEncodeError
+    assert "<script>alert(1)" not in html and "&lt;/pre&gt;&lt;script&gt;" in html
+    assert "\\ud800" in html
+    assert len(html) < 200_000 and "more characters not shown" in html

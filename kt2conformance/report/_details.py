@@ -63,7 +63,7 @@ class DetailLog:
 
     def write(self, detail: dict[str, Any]) -> None:
         key, passed = detail.get("constraint"), detail.get("verdict") == "pass"
-        line = self._clean(json.dumps(detail, ensure_ascii=False))
+        line = self._clean(json.dumps(detail))  # \u escapes: a lone surrogate stays writable
         with self._lock:
             self._seen[key] = self._seen.get(key, 0) + 1
             if not passed and not detail.get("minimal"):

@@ -185,13 +185,16 @@ def render_section(verdict: RunVerdict, facts: RunFacts,
                             "lines": segments(json_lines(first.get("body"), []))}
     rows = Counter(r.status for g in groups for r in g.rows)
     status_totals = [(s, LABEL[s], rows[s]) for s in ORDER if rows[s]]
-    return _environment().get_template("section.html.j2").render(
+    html = _environment().get_template("section.html.j2").render(
         verdict=verdict, head=_head(facts), comparison=comparison, groups=groups,
         status_totals=status_totals, labels=LABEL, failures=failures, samples=samples,
         open_statuses={NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR},
         coverage=coverage_line(facts.head.get("coverage")),
         css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
         js=(TEMPLATES / "report.js").read_text(encoding="utf-8"))
+    # what a hostile server or a fault sent may hold lone surrogates: shown escaped, so the
+    # page can be written as UTF-8
+    return html.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _failure_blocks(groups: list[Group], details: Mapping[str | None, list[dict[str, Any]]],
