@@ -192,11 +192,14 @@ _CONTRAST = """els => els.filter(e => e.offsetParent !== null).map(e => {
 
 
 def test_text_has_readable_contrast(runs: dict[str, Any], browser: Any) -> None:
-    """WCAG AA (4.5:1) for the banner, the status pills, the filters, sentences and tables."""
+    """WCAG AA (4.5:1) for the banner, the status pills, the filters, sentences and tables, and
+    for pytest-html's table and environment below them."""
     page = _open(browser, runs["failing"] / "report.html")
     checked = page.eval_on_selector_all(
         "#kt-banner *, .kt-pill, .kt-filter, .kt-bar span, .kt-sentence, .kt-table td, "
-        ".kt-muted, .kt-block > summary, #kt-report a", _CONTRAST)
+        ".kt-muted, .kt-block > summary, #kt-report a, "
+        # pytest-html's part below ours
+        "#results-table td, .filters span, #environment td, .run-count", _CONTRAST)
     assert len(checked) > 50
     low = [(text, round(ratio, 2)) for text, ratio in checked if ratio < 4.5]
     assert not low, low[:10]
