@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from kt2conformance import __version__
 from kt2conformance._errors import UsageError
 from kt2conformance._signals import SIGNALS
+from kt2conformance.target._redact import redacted_output
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -111,6 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":  # SIGTERM and SIGHUP stop a run as Ctrl-C does (exit 143, 129)
         SIGNALS.install()
     try:
+        with redacted_output():  # no message of any path shows a token, assertion or key
+            return _command(args, extra)
+    finally:
+        if args.command == "run":
+            SIGNALS.restore()
+
+
+def _command(args: argparse.Namespace, extra: list[str]) -> int:
+    """The command's exit code; its usage errors and interrupts as one line on stderr."""
+    try:
         return _dispatch(args, extra)
     except UsageError as exc:
         print(f"kt2conformance: error: {exc}", file=sys.stderr)
@@ -120,6 +131,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"kt2conformance: stopped by {SIGNALS.first or 'SIGINT'}", file=sys.stderr)
         return SIGNALS.exit_code()
-    finally:
-        if args.command == "run":
-            SIGNALS.restore()

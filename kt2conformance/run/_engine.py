@@ -46,6 +46,7 @@ from kt2conformance.spec._profile import Profile, select_profiles
 from kt2conformance.target._auth import build_auth
 from kt2conformance.target._client import Exchange, FhirClient
 from kt2conformance.target._prerequisites import Created, Tracker, create_all, created_id
+from kt2conformance.target._redact import redact
 
 # Examples per property when --examples is not given: enough to find what a server lets
 # through, few enough that a default run against the embedded server takes about a minute.
@@ -323,6 +324,8 @@ class Engine:
             return self._write_reports(stopped, reason)
 
     def _write_reports(self, stopped: str | None, reason: StopReason | None) -> RunVerdict:
+        if stopped is not None:  # a set-up error may quote what a careless server said
+            stopped = redact(stopped)
         self._tallies = Tallies.of(self.log, list(self.constraints))
         duration = round(time.monotonic() - self._clock, 3)
         head = {

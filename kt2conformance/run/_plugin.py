@@ -127,8 +127,9 @@ class Harness(Engine):
         try:
             yield
         except UsageError as exc:
-            self.config.stash[SETUP_ERROR] = str(exc)
-            pytest.exit(f"kt2conformance: {exc}", returncode=SETUP_EXIT)
+            message = redact(str(exc))  # it may quote what a careless server said
+            self.config.stash[SETUP_ERROR] = message
+            pytest.exit(f"kt2conformance: {message}", returncode=SETUP_EXIT)
 
     def connect(self) -> None:
         with self._setup_errors_stop_the_run():

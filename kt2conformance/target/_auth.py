@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
@@ -47,29 +48,47 @@ class BearerAuth(httpx.Auth):
         yield request
 
 
-def load_private_key(path: str | Path, alg: str) -> RSAKey | ECKey:
-    """The signing key in `path`, checked against `alg` now so a wrong key is a clear usage
-    error at start-up rather than a puzzling refusal by the token endpoint later."""
+_PEM_TEXT = "-----BEGIN"
+
+
+def load_private_key(source: str | Path, alg: str) -> RSAKey | ECKey:
+    """The signing key in `source` (a PEM file's path, or the PEM text itself, as CI secrets
+    usually arrive in KT2_PRIVATE_KEY), checked against `alg` now so a wrong key is a clear
+    usage error at start-up rather than a puzzling refusal by the token endpoint later. No
+    message ever shows the key: PEM text is named as such, never quoted."""
     if alg not in SUPPORTED_ALGS:
         raise UsageError(f"unsupported --alg {alg}: use one of {', '.join(SUPPORTED_ALGS)}")
-    try:
-        pem = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read private key {path}: {exc.strerror or exc}") from None
-    register_secret(pem.decode("utf-8", "replace"))
+    text = str(source)
+    if _PEM_TEXT in text:
+        # a secret pasted with escaped line breaks ("\\n") is the same PEM
+        pem = (text if "\n" in text else text.replace("\\n", "\n")).encode()
+        register_secret(text)
+        register_secret(pem.decode())
+        name = "the private key given as PEM text (--private-key / KT2_PRIVATE_KEY)"
+    elif "\n" in text or len(text) > 1024:
+        register_secret(text)  # not a path and not PEM: perhaps a key in another encoding
+        raise UsageError("--private-key / KT2_PRIVATE_KEY is neither a file nor PEM text "
+                         "(-----BEGIN ... PRIVATE KEY-----)")
+    else:
+        name = f"private key {text}"
+        try:
+            pem = Path(text).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+        register_secret(pem.decode("utf-8", "replace"))
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except TypeError:
-        raise UsageError(f"private key {path} is encrypted: give an unencrypted PEM key") from None
-    except ValueError:
-        raise UsageError(f"{path} is not a PEM private key (RSA or EC)") from None
+        raise UsageError(f"{name} is encrypted: give an unencrypted PEM key") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise UsageError(f"{name} is not a PEM private key (RSA or EC)") from None
     if alg.startswith("RS"):
         if not isinstance(key, rsa.RSAPrivateKey):
-            raise UsageError(f"--alg {alg} needs an RSA private key, but {path} holds "
+            raise UsageError(f"--alg {alg} needs an RSA private key, but {name} is "
                              f"{_key_kind(key)}")
         return RSAKey.import_key(pem)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp384r1":
-        raise UsageError(f"--alg {alg} needs an EC P-384 private key, but {path} holds "
+        raise UsageError(f"--alg {alg} needs an EC P-384 private key, but {name} is "
                          f"{_key_kind(key)}")
     return ECKey.import_key(pem)
 

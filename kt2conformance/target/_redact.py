@@ -10,9 +10,13 @@ Two layers, because either alone leaks:
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TextIO
 
 REDACTED = "<redacted>"
 
@@ -75,3 +79,60 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> di
         else:
             safe[name] = redact(value)
     return safe
+
+
+class RedactingStream(io.TextIOBase):
+    """A text stream (stdout, stderr) that writes everything through `redact`, whole lines at a
+    time so a secret is seen in one piece; what `flush()` finds pending goes out redacted too.
+    The CLI puts one in front of stdout and stderr, so no message of any path (a set-up error
+    quoting the server, pytest's own output) can show a registered secret."""
+
+    def __init__(self, inner: TextIO) -> None:
+        super().__init__()
+        self.inner = inner
+        self._pending = ""
+        self._write_lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._write_lock:
+            self._pending += text
+            if "\n" in self._pending:
+                done, _, self._pending = self._pending.rpartition("\n")
+                self.inner.write(redact(done + "\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._write_lock:
+            if self._pending:
+                self.inner.write(redact(self._pending))
+                self._pending = ""
+        self.inner.flush()
+
+    def isatty(self) -> bool:
+        return self.inner.isatty()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.inner, "encoding", None) or "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+
+@contextmanager
+def redacted_output() -> Iterator[None]:
+    """stdout and stderr through `RedactingStream` for the duration (flushed at the end)."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed pipe: nothing more to say
+        sys.stdout, sys.stderr = out, err
