@@ -213,6 +213,11 @@ def test_section_reads_what_a_newer_summary_adds() -> None:
     constraints = {"Task.note/max": {"cases": 1, "failed": 0, "enforced": True}}
     newer = {**_summary(constraints, records), "complete": False, "stopped": "SIGTERM",
              "profile": {"url": "http://x/StructureDefinition/KT2Task"},
+             "profiles": [{"url": "http://x/StructureDefinition/KT2Task", "version": "0.8.1",
+                           "name": "KT2Task"},
+                          {"url": "http://x/StructureDefinition/KT2Patient", "version": "0.8.0",
+                           "name": "KT2Patient"}],
+             "not_judged": {"KT2Practitioner": "needs a package no registry here serves"},
              "data_loss": {"Task.note": {"cases": 1, "kinds": {"changed": 1}}},
              "coverage": {"valid": {"classes": 4, "sent": 3,
                                     "by_element": {"Task.note": {"empty-string": {
@@ -234,12 +239,15 @@ def test_section_reads_what_a_newer_summary_adds() -> None:
     assert "1 data-loss finding" in html
     assert "Task.note (stored differently)" in html and "(changed)" in html
     assert "boundary classes tried: valid 3 of 4, invalid 2 of 2" in html
+    assert "KT2Patient 0.8.0" in html
+    assert "KT2Practitioner: needs a package no registry here serves" in html
     assert "empty-string (2 sent, 1 passed); not tried: max-length" in html
 
     older = _summary(constraints, records)
     html = render_section(run_verdict(older, FindingCounts.of(records)), facts(older), {}, records)
     assert 'id="kt-verdict">DOES NOT CONFORM<' in html
     assert "kt-coverage" not in html and "stored differently)" not in html
+    assert "id=\"kt-not-judged\"" not in html
 
 
 @pytest.mark.parametrize(("kind", "issue", "expected"), [

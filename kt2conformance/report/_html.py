@@ -132,7 +132,13 @@ def _head(facts: RunFacts) -> dict[str, Any]:
     profile = head.get("profile") or {}
     url = profile.get("url") or ""
     duration = head.get("duration_s")
+    profiles = [p for p in head.get("profiles") or [] if isinstance(p, Mapping)]
+    others = ", ".join(f"{p.get('name') or str(p.get('url', '')).rsplit('/', 1)[-1]} "
+                       f"{p.get('version') or ''}".strip() for p in profiles[1:])
+    not_judged = head.get("not_judged") if isinstance(head.get("not_judged"), Mapping) else {}
     return {"target": head.get("target"), "profile_name": url.rsplit("/", 1)[-1] or url,
+            "other_profiles": others,
+            "not_judged": [f"{name}: {why}" for name, why in (not_judged or {}).items()],
             "profile_version": profile.get("version"), "package": profile.get("package"),
             "seed": head.get("seed"), "started": head.get("started"),
             "duration": f"{duration:.1f} s" if isinstance(duration, (int, float)) else "",
