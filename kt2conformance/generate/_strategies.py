@@ -55,7 +55,7 @@ def _breaks_only(oracle: Oracle, key: str, task: Any) -> bool:
     breaking one must be valid to the profile."""
     if task is None:
         return False
-    return _error_keys(oracle, task) == (set() if key.startswith("server/") else {key})
+    return _error_keys(oracle, task) == (set() if rule(key) is not None else {key})
 
 
 def _present(task: Task | None) -> Task:

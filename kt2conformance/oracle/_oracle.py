@@ -13,9 +13,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, cast
 
+from kt2conformance._vocabulary import ConstraintKey, Kind
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec import _terminology as terminology
 from kt2conformance.spec._profile import Profile, load_profile
@@ -38,7 +39,7 @@ _EXTENSION = TypeRef("Extension")
 @dataclass(frozen=True)
 class Issue:
     severity: str  # "error" or "warning"
-    key: str
+    key: ConstraintKey
     path: str
     message: str
 
@@ -149,6 +150,14 @@ def _coding(value: Any) -> tuple[str, str] | None:
     return None
 
 
+@lru_cache(maxsize=8192)
+def _key(element: str, kind: str) -> ConstraintKey:
+    """The constraint key of an element and a kind as the walk names it (`format`,
+    `constraint:ele-1`); one object per key, made once."""
+    head, _, detail = kind.partition(":")
+    return ConstraintKey(element, Kind(head), detail or None)
+
+
 class _Walk:
     """One validation: the issues found so far and the resource being walked."""
 
@@ -158,7 +167,7 @@ class _Walk:
         self.issues: list[Issue] = []
 
     def add(self, key: str, kind: str, path: str, message: str, severity: str = "error") -> None:
-        self.issues.append(Issue(severity, f"{key}/{kind}", path, message))
+        self.issues.append(Issue(severity, _key(key, kind), path, message))
 
     # -- objects and their properties -------------------------------------------------------
 
@@ -408,7 +417,7 @@ class Oracle:
         depth = nesting_depth(task)
         if depth > MAX_DEPTH:
             root = self.tree.id
-            return [Issue("error", f"{root}/type", root,
+            return [Issue("error", _key(root, "type"), root,
                           f"JSON nested more than {MAX_DEPTH} levels deep: not parsed by FHIR servers")]
         if depth * _FRAMES_PER_LEVEL + 200 < sys.getrecursionlimit():
             return self._validate(task)
@@ -418,7 +427,7 @@ class Oracle:
     def _validate(self, task: Any) -> list[Issue]:
         root = self.tree.id
         if not isinstance(task, dict):
-            return [Issue("error", f"{root}/type", root, "a Task must be a JSON object")]
+            return [Issue("error", _key(root, "type"), root, "a Task must be a JSON object")]
         walk = _Walk(self, task)
         if task.get("resourceType") != self.resource_type:
             walk.add(root, "type", root, f"resourceType must be {self.resource_type!r}, got {shown(task.get('resourceType'))}")

@@ -17,14 +17,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from kt2conformance._koppeltaal import rules_for
+from kt2conformance._vocabulary import ConstraintKey, Kind
 from kt2conformance.spec._profile import Profile
 from kt2conformance.spec._tree import Node, build_tree, datatype_invariants, datatype_template, walk
 
 
 @dataclass(frozen=True)
 class Constraint:
-    key: str
-    kind: str
+    key: ConstraintKey
+    kind: Kind
     element: str
     description: str
     severity: str = "error"  # "warning": a SHOULD, not a conformance failure
@@ -36,7 +37,7 @@ class Constraint:
 def server_rules(resource_type: str) -> list[Constraint]:
     """The server rules that apply to resources of this type, as constraints (their one home is
     kt2conformance._koppeltaal)."""
-    return [Constraint(r.key, "server", "server", r.summary) for r in rules_for(resource_type)]
+    return [Constraint(r.key, Kind.SERVER, Kind.SERVER.value, r.summary) for r in rules_for(resource_type)]
 
 
 def _nested_invariants(code: str, seen: set[str]) -> list[tuple[str, str, str]]:
@@ -66,55 +67,56 @@ def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
     out: list[Constraint] = []
     label = node.id
 
-    def add(kind: str, description: str, severity: str = "error") -> None:
-        out.append(Constraint(f"{node.id}/{kind}", kind.split(":")[0], node.id, description, severity))
+    def add(kind: Kind, description: str, severity: str = "error", detail: str | None = None) -> None:
+        out.append(Constraint(ConstraintKey(node.id, kind, detail), kind, node.id, description, severity))
 
     if is_root:
-        add("type", f"the resource must be a JSON object with resourceType {node.id}")
-        add("unknown", "only elements defined for the resource may appear")
+        add(Kind.TYPE, f"the resource must be a JSON object with resourceType {node.id}")
+        add(Kind.UNKNOWN, "only elements defined for the resource may appear")
     else:
         parts = required_parts(node)
         if node.min > 0 or parts:
             needs = [f"{label} is required (min {node.min})"] if node.min > 0 else []
             if parts:
                 needs.append(f"{label} needs its {', '.join(parts)} ({node.types[0].code})")
-            add("min", "; ".join(needs))
+            add(Kind.MIN, "; ".join(needs))
         narrowed = node.max is not None and (node.base_max is None or node.max < node.base_max)
         if node.forbidden or narrowed:
-            add("max", f"{label} is not allowed" if node.forbidden else f"{label} may occur at most {node.max} time(s)")
+            add(Kind.MAX, f"{label} is not allowed" if node.forbidden else f"{label} may occur at most {node.max} time(s)")
         if node.forbidden:
             return out
         codes = [t.code for t in node.types]
-        add("type", f"{label} must be of type {' or '.join(codes)}")
+        add(Kind.TYPE, f"{label} must be of type {' or '.join(codes)}")
         if node.fixed is not None:
-            add("fixed", f"{label} must be exactly {node.fixed[1]!r}")
+            add(Kind.FIXED, f"{label} must be exactly {node.fixed[1]!r}")
         if node.pattern is not None:
-            add("pattern", f"{label} must match {node.pattern[1]!r}")
+            add(Kind.PATTERN, f"{label} must match {node.pattern[1]!r}")
         if node.binding is not None and node.binding[0] == "required":
-            add("binding", f"{label} must come from the value set {node.binding[1].split('|')[0]}")
+            add(Kind.BINDING, f"{label} must come from the value set {node.binding[1].split('|')[0]}")
         targets = sorted({tt for t in node.types for tt in t.target_types})
         if targets and "Resource" not in targets:
-            add("targetProfile", f"{label} must refer to {' or '.join(targets)}")
+            add(Kind.TARGET_PROFILE, f"{label} must refer to {' or '.join(targets)}")
         if any(t.primitive is not None or t.code not in ("Resource", "BackboneElement") for t in node.types):
-            add("format", f"primitive values in {label} must have a valid FHIR R4 lexical form")
+            add(Kind.FORMAT, f"primitive values in {label} must have a valid FHIR R4 lexical form")
         primitive = any(t.primitive is not None for t in node.types)
         if node.children and not primitive:
-            add("unknown", f"only elements defined for {label} may appear")
+            add(Kind.UNKNOWN, f"only elements defined for {label} may appear")
         elif primitive and not node.attribute:
-            add("unknown", f"only id and extension may appear in the _{node.name} of {label}")
+            add(Kind.UNKNOWN, f"only id and extension may appear in the _{node.name} of {label}")
     seen = set()
     for inv in node.invariants:
         seen.add(inv.key)
-        add(f"constraint:{inv.key}", f"{inv.human} ({inv.key})", inv.severity)
+        add(Kind.CONSTRAINT, f"{inv.human} ({inv.key})", inv.severity, inv.key)
     for t in node.types:
         if t.primitive is None:
             for key, severity, human in _nested_invariants(t.code, set()):
                 if key not in seen:
                     seen.add(key)
-                    add(f"constraint:{key}", f"{human} ({key})", severity)
+                    add(Kind.CONSTRAINT, f"{human} ({key})", severity, key)
     if not is_root and not node.attribute and "ext-1" not in seen and node.types \
             and all(t.code != "Resource" for t in node.types):  # contained resources: not walked
-        add("constraint:ext-1", f"extensions on {label} have either a value or nested extensions, not both (ext-1)")
+        add(Kind.CONSTRAINT, f"extensions on {label} have either a value or nested extensions, not both (ext-1)",
+            detail="ext-1")
     return out
 
 
