@@ -128,3 +128,10 @@ def test_server_rule_faults_are_valid_fhir_and_unknown_elements_are_not() -> Non
                 assert errors, f"the R4 schema accepts an unknown element ({key}): {task}"
             checked[kind] += 1
     assert checked[Kind.SERVER] >= 3 and checked[Kind.UNKNOWN] >= 20, checked
+
+
+def test_summary_schema_knows_every_stop_reason() -> None:
+    from kt2conformance._vocabulary import StopReason
+
+    enum = _schema("summary.schema.json")["properties"]["stopped_reason"]["enum"]
+    assert set(enum) == {None, *(r.value for r in StopReason)}
