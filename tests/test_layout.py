@@ -105,3 +105,12 @@ def test_top_level_api_is_the_sub_packages_api() -> None:
         module = importlib.import_module(home)
         assert attribute in module.__all__, f"{home} does not export {attribute}"
         assert getattr(kt2conformance, attribute) is getattr(module, attribute)
+
+
+def test_readme_layout_names_every_module() -> None:
+    """The README's layout section is the map newcomers read: every module is on it."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    missing = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py") and p.stem not in section]
+    assert missing == []
