@@ -93,7 +93,8 @@ def case_detail(*, case_id: str, constraint: str | None, expected: str, verdict:
                 content_type: str, received: str, read_back: Any, curl: str, curl_body: bool,
                 issues: list[Issue], profile: str, kind: str | None, element: str | None,
                 cardinality: tuple[int, str] | None, said: str | None,
-                pointed: list[str], rule: str | None = None, minimal: bool = False,
+                pointed: list[str], rule: str | None = None, resource: str = "Task",
+                minimal: bool = False,
                 minimal_valid: Any = None) -> dict[str, Any]:
     """Everything report.html shows of one case, as JSON-ready data: the sentence, where the
     offending element is, what was sent and received, the reproducer."""
@@ -111,9 +112,9 @@ def case_detail(*, case_id: str, constraint: str | None, expected: str, verdict:
     text_sentence = sentence(finding, profile=profile, constraint=constraint, kind=kind,
                              element=element, status=status, issues=mine,
                              said=said, lost=lost, reason=reason,
-                             cardinality=cardinality,
-                             resource=str(body.get("resourceType")) if isinstance(body, dict)
-                             else "Task", rule=rule) if finding is not None else ""
+                             cardinality=cardinality, resource=resource, rule=rule,
+                             example=case_id if case_id.startswith("example/") else None
+                             ) if finding is not None else ""
     if body is not None and text is None and received and _same_json(received, body):
         received = "(the Task as sent, echoed back)"
     diff = diff_lines(minimal_valid, body) if minimal and minimal_valid is not None \

@@ -152,52 +152,53 @@ def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: st
              element: str | None, status: int | None, issues: Iterable[Issue],
              said: str | None, lost: Sequence[Path], reason: str,
              cardinality: tuple[int, str] | None = None, resource: str = "Task",
-             rule: str | None = None) -> str:
-    """The one sentence a tester reads first: what the server did and why that is wrong."""
+             rule: str | None = None, example: str | None = None) -> str:
+    """The one sentence a tester reads first: what the server did and why that is wrong.
+    `resource` is the type the case was sent as; `example` names an official example."""
     issue = next(iter(issues), None)
     where = show_path(parse_path(issue.path)) if issue else None
     answer = f"HTTP {status}" if status is not None else "no answer"
     if finding is Finding.NOT_ENFORCED:
         if kind == "max" and cardinality and cardinality[1] == "0" and where:
-            return (f"The server stored a Task with `{where}`; {profile} forbids `{element}` "
+            return (f"The server stored a {resource} with `{where}`; {profile} forbids `{element}` "
                     f"(max 0).")
         if kind == "max" and cardinality and where:
-            return (f"The server stored a Task with too many `{where}`; {profile} allows "
+            return (f"The server stored a {resource} with too many `{where}`; {profile} allows "
                     f"`{element}` at most {cardinality[1]} time(s).")
         if kind == "min" and issue and issue.path == element:
-            return (f"The server stored a Task without `{where}`; {profile} requires "
+            return (f"The server stored a {resource} without `{where}`; {profile} requires "
                     f"`{element}` (min {cardinality[0] if cardinality else 1}).")
         if issue and kind == "unknown":
-            return (f"The server stored a Task with `{where}`, an element {profile} does not "
+            return (f"The server stored a {resource} with `{where}`, an element {profile} does not "
                     f"define ({issue.message}).")
         if issue and kind in ("binding", "fixed", "pattern", "format", "type", "targetProfile"):
-            return (f"The server stored a Task whose `{where}` breaks {profile}'s "
+            return (f"The server stored a {resource} whose `{where}` breaks {profile}'s "
                     f"`{constraint}`: {issue.message}.")
         if issue and kind == "constraint":
-            return (f"The server stored a Task that breaks the invariant `{constraint}`: "
+            return (f"The server stored a {resource} that breaks the invariant `{constraint}`: "
                     f"{issue.message}.")
         if issue:
-            return (f"The server stored a Task that breaks `{constraint}` ({answer}): "
+            return (f"The server stored a {resource} that breaks `{constraint}` ({answer}): "
                     f"{issue.message} at `{where}`.")
         because = f": {rule}" if rule else ""
         return f"The server accepted ({answer}) a request that breaks `{constraint}`{because}."
     if finding is Finding.SERVER_DEFECT:
-        subject = "a valid Task" if constraint is None else f"a Task that breaks `{constraint}`"
+        subject = f"a valid {resource}" if constraint is None else f"a {resource} that breaks `{constraint}`"
         return (f"The server failed with {answer} on {subject}: a server error, where "
                 f"{'a 2xx' if constraint is None else 'a 4xx refusal'} was due.")
     if finding is Finding.WRONG_REFUSAL:
-        return f"The server refused a Task that breaks `{constraint}`, but not as required: {reason}."
+        return f"The server refused a {resource} that breaks `{constraint}`, but not as required: {reason}."
     if finding is Finding.OVER_STRICT:
         because = f": “{said}”" if said else ""
-        what = profile if resource == "Task" else f"{resource} (an official example)"
+        what = profile if example is None else f"{resource} (an official example)"
         return f"The server refused a valid {what} with {answer}{because}."
     if finding is Finding.DATA_LOSS:
         if lost:
             shown = ", ".join(f"`{show_path(p)}`" for p in lost[:3])
             more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
-            return (f"The server accepted a valid Task ({answer}) but stored it differently: "
+            return (f"The server accepted a valid {resource} ({answer}) but stored it differently: "
                     f"{shown}{more} read back not as sent.")
-        return f"The server accepted a valid Task ({answer}), but: {reason}."
+        return f"The server accepted a valid {resource} ({answer}), but: {reason}."
     return f"No usable answer, so nothing is known about this case: {reason}."
 
 

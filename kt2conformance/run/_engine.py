@@ -246,10 +246,14 @@ class Engine:
         if any(o.verdict.verdict is Verdict.FAIL for o in outcomes):
             minimal = self._shrink(strategy, count, seed, cases[0])
         if minimal is not None:
-            if self.reporting.minimal_valid is None and isinstance(minimal.case.body, dict):
-                # what report.html shows the minimal failing Task against: the smallest valid Task
-                self.reporting.minimal_valid = shrink(valid_tasks(self.profile, self.prereqs),
-                                                      1, 0, lambda task: True)
+            kind = minimal.case.resource_type
+            profile = next((p for p in self.profiles if p.type == kind), None)
+            if profile is not None and kind not in self.reporting.minimal_valid \
+                    and isinstance(minimal.case.body, dict):
+                # what report.html shows the minimal failing resource against: the smallest
+                # valid one of its profile
+                self.reporting.minimal_valid[kind] = shrink(valid_tasks(profile, self.prereqs),
+                                                            1, 0, lambda task: True)
             self.reporting.minimal(minimal)
         return outcomes, minimal
 

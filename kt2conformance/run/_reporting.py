@@ -53,7 +53,9 @@ class Reporting:
         # element ids start with their resource type, so the profiles' texts share one table
         self.elements = {k: v for p in profiles for k, v in profile_texts(p.elements).items()}
         self.refused_at: Counter[str] = Counter()
-        self.minimal_valid: Any = None  # set by the run when a minimal failing example exists
+        # resource type -> the smallest valid resource, set by the run when a minimal failing
+        # example of that type exists (what report.html shows it against)
+        self.minimal_valid: dict[str, Any] = {}
         self.section = ""
         self.verdict: RunVerdict | None = None
         self.comparison: Comparison | None = None
@@ -101,8 +103,9 @@ class Reporting:
             kind=constraint.kind if constraint else None,
             element=constraint.element if constraint else None, cardinality=cardinality,
             said=said[0] if said else None, pointed=outcome_elements(exchange.json),
-            rule=constraint.description if constraint else None,
-            minimal=minimal, minimal_valid=self.minimal_valid if minimal else None)
+            rule=constraint.description if constraint else None, resource=case.resource_type,
+            minimal=minimal,
+            minimal_valid=self.minimal_valid.get(case.resource_type) if minimal else None)
 
     def finish(self, head: dict[str, Any], tallies: Tallies, log: CaseLog,
                skipped: dict[str, str], junit: Path | None, strict: bool,
