@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kt2conformance._errors import UsageError, printable, read_json_file
+from kt2conformance._vocabulary import Expectation
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._constraints import derive_constraints
 from kt2conformance.spec._profile import Profile, select_profiles
@@ -89,7 +90,7 @@ def generate_command(valid: int | None, invalid: bool, seed: int, out: str, prof
 
     def write(name: str, task: Any, key: str | None, loaded: Profile) -> None:
         (folder / name).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
-        index.append({"file": name, "expected": "accept" if key is None else "reject", "constraint": key,
+        index.append({"file": name, "expected": Expectation.ACCEPT if key is None else Expectation.REJECT, "constraint": key,
                       "description": "conforms to the profile" if key is None else f"breaks {key} only",
                       **({"profile": loaded.url} if len(profiles) > 1 else {})})
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kt2conformance._vocabulary import Expectation
 from kt2conformance.report._verdict import Finding, FindingCounts
 
 VALID = "valid resources"  # the pseudo-key of the valid Tasks and official examples
@@ -100,7 +101,7 @@ def statuses(constraints: Mapping[str, Mapping[str, Any]],
 def summary_statuses(summary: Mapping[str, Any]) -> dict[str, str]:
     """Statuses of a whole summary.json (case list included)."""
     cases = [c for c in summary.get("cases") or [] if isinstance(c, Mapping)]
-    valid = sum(1 for c in cases if c.get("expected") == "accept")
+    valid = sum(1 for c in cases if c.get("expected") == Expectation.ACCEPT)
     return statuses(summary.get("constraints") or {}, FindingCounts.of(cases), valid)
 
 

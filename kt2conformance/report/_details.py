@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kt2conformance._vocabulary import Expectation
 from kt2conformance.report._explain import (
     Issue,
     diff_lines,
@@ -105,7 +106,7 @@ def case_detail(*, case_id: str, constraint: str | None, expected: str, verdict:
     mine = [i for i in issues if i.key == constraint] or issues
     if finding is Finding.DATA_LOSS:
         marks = lost
-    elif expected == "accept":  # where the server's refusal points
+    elif expected == Expectation.ACCEPT:  # where the server's refusal points
         marks = [parse_path(p) for p in pointed]
     else:
         marks = [parse_path(i.path) for i in mine]

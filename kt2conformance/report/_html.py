@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from kt2conformance._vocabulary import Expectation
 from kt2conformance.report._baseline import Comparison
 from kt2conformance.report._explain import constraint_text, json_lines, segments
 from kt2conformance.report._overview import (
@@ -107,7 +108,7 @@ class RunFacts:
 
 def _case_view(d: Mapping[str, Any]) -> CaseView:
     finding = Finding(d["finding"]) if d.get("finding") else None
-    status = _STATUS[finding] if finding else ("accepted" if d.get("expected") == "accept"
+    status = _STATUS[finding] if finding else ("accepted" if d.get("expected") == Expectation.ACCEPT
                                                else "enforced")
     marks = [tuple(m) for m in d.get("marks") or []]
     lost = [tuple(m) for m in d.get("lost") or []]
@@ -158,7 +159,7 @@ def render_section(verdict: RunVerdict, facts: RunFacts,
     valid_cases = 0
     valid_findings: Counter[str] = Counter()
     for record in records:
-        key = record.get("constraint") if record.get("expected") != "accept" else None
+        key = record.get("constraint") if record.get("expected") != Expectation.ACCEPT else None
         if key is None:
             valid_cases += 1
         finding = finding_of(record)
