@@ -2,9 +2,11 @@
 invalid Tasks, so a slowdown (the suites call the oracle on every generated example) shows up as a
 number. With --profile, also the ten functions with the most own time (cProfile).
 
-    .venv/bin/python benchmarks/bench_oracle.py [--seconds 3] [--profile]
+    .venv/bin/python benchmarks/bench_oracle.py [--seconds 3] [--profile] [--referee [URL] | --no-referee]
 
-Plain Python, one process, no network.
+The oracle runs in this one process. The same generated Tasks are then timed through HAPI's
+validator (`$validate` of the embedded reference server, started here, or of the server at URL),
+one request at a time over loopback, and the ratio is printed.
 """
 
 from __future__ import annotations
@@ -99,11 +101,42 @@ def generated_tasks(count: int) -> list[Task]:
     return list(islice(generate_valid(load_profile(), Prerequisites(task="Task/parent-1"), seed=1), count))
 
 
+def referee_rate(where: str, tasks: list[Task], oracle_rate: float) -> None:
+    """HAPI's validator on the same Tasks, one $validate at a time (after a warm-up)."""
+    from contextlib import ExitStack
+
+    from kt2conformance._errors import UsageError
+    from kt2conformance.run._referee import Referee
+    from kt2conformance.target._server import ReferenceServer
+
+    profile_url = load_profile().url
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(ReferenceServer()).base_url if where == "embedded" else where
+            referee = stack.enter_context(Referee(url, profile_url))
+            referee.check()
+            for t in tasks[:20]:  # warm-up: the JVM compiles the validator's hot paths
+                referee.validate(t)
+            start = time.perf_counter()
+            for t in tasks:
+                referee.validate(t)
+        except UsageError as exc:
+            print(f"HAPI validator: not measured ({exc})")
+            return
+        hapi = len(tasks) / (time.perf_counter() - start)
+    print(f"HAPI validator ($validate at {url}): {hapi:8.1f} validations/s ({len(tasks)} of the same Tasks); "
+          f"the oracle is {oracle_rate / hapi:.0f}x faster")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
     parser.add_argument("--generated", type=int, default=2000, help="distinct generated Tasks to validate once each")
     parser.add_argument("--profile", action="store_true", help="also print the 10 functions with the most own time (cProfile)")
+    parser.add_argument("--referee", nargs="?", const="embedded", default="embedded", metavar="URL",
+                        help="time HAPI's validator on the same Tasks: the embedded server (default) or URL")
+    parser.add_argument("--no-referee", dest="referee", action="store_const", const=None, help="skip HAPI's timing")
+    parser.add_argument("--referee-tasks", type=int, default=200, help="generated Tasks sent to HAPI (default 200)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -121,8 +154,11 @@ def main() -> None:
     start = time.perf_counter()
     for t in generated:
         oracle.validate(t)
-    print(f"generated, each validated once: {len(generated) / (time.perf_counter() - start):8.0f} validations/s "
+    oracle_rate = len(generated) / (time.perf_counter() - start)
+    print(f"generated, each validated once: {oracle_rate:8.0f} validations/s "
           f"({len(generated)} distinct valid Tasks with every optional element the profile allows)")
+    if args.referee is not None:
+        referee_rate(args.referee, generated[: args.referee_tasks], oracle_rate)
 
     if args.profile:
         profiler = cProfile.Profile()

@@ -31,8 +31,11 @@ def judgeable_profiles(selection: str | None) -> list[Profile]:
     return [p for p in profiles if not p.unjudgeable]
 
 
-def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
-    """Each file against the selected profile; with several, the one for the resource's type."""
+def validate_command(files: list[str], profile: str | None, fmt: str, referee: str | None = None) -> int:
+    """Each file against the selected profile; with several, the one for the resource's type.
+    With `referee` ("embedded", or the FHIR base URL of a HAPI server) each file also goes to
+    the HL7 validator behind that server's `$validate`, and where the two differ is shown. The
+    exit code is the oracle's verdict (CONTRACT.md)."""
     oracles = {p.type: Oracle(p) for p in reversed(judgeable_profiles(profile))}
     first = next(iter(oracles.values()))
     tasks = [(f, read_json_file(Path(f))) for f in files]  # all inputs usable before any verdict
@@ -42,7 +45,12 @@ def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
         oracle = oracles.get(kind, first) if isinstance(kind, str) else first
         issues = oracle.validate(task)
         valid = not any(i.severity == "error" for i in issues)
-        results.append({"file": name, "valid": valid, "issues": [i.as_dict() for i in issues]})
+        results.append({"file": name, "valid": valid, "issues": [i.as_dict() for i in issues], "_issues": issues,
+                        "_oracle": oracle})
+    if referee is not None:
+        _referee(results, [t for _, t in tasks], referee)
+    for r in results:
+        del r["_issues"], r["_oracle"]
     if fmt == "json":
         print(json.dumps(results, indent=2))
     else:
@@ -50,7 +58,39 @@ def validate_command(files: list[str], profile: str | None, fmt: str) -> int:
             print(printable(f"{r['file']}: {'valid' if r['valid'] else 'INVALID'}"))
             for i in r["issues"]:
                 print(printable(f"  {i['severity']:7} {i['key']:45} {i['path']}: {i['message']}"))
+            if "referee" in r:
+                _print_referee(r["referee"])
     return 0 if all(r["valid"] for r in results) else 1
+
+
+def _referee(results: list[dict[str, Any]], tasks: list[Any], where: str) -> None:
+    """Adds each file's `referee` comparison (kt2conformance.run._referee), against the profile
+    its oracle judged it by."""
+    from contextlib import ExitStack
+
+    from kt2conformance.run._referee import Referee, compare
+    from kt2conformance.target._server import ReferenceServer
+
+    with ExitStack() as stack:
+        base_url = stack.enter_context(ReferenceServer()).base_url if where == "embedded" else where
+        referees: dict[str, Referee] = {}
+        for result, task in zip(results, tasks):
+            oracle = result["_oracle"]
+            if oracle.profile.url not in referees:
+                referees[oracle.profile.url] = stack.enter_context(
+                    Referee(base_url, oracle.profile.url, oracle.resource_type))
+                referees[oracle.profile.url].check()
+            comparison = compare(result["_issues"], referees[oracle.profile.url].validate(task), oracle.tree.id)
+            result["referee"] = {"url": base_url, **comparison.as_dict()}
+
+
+def _print_referee(ref: dict[str, Any]) -> None:
+    verdict = "valid" if ref["referee_valid"] else "INVALID"
+    print(f"  HL7 validator ({ref['url']}): {verdict}" + ("" if ref["agree"] else "  <- DIFFERS from the oracle"))
+    for i in ref["only_oracle"]:
+        print(printable(f"    only the oracle:        {i['key']} {i['path']}: {i['message']}"))
+    for i in ref["only_referee"]:
+        print(printable(f"    only the HL7 validator: {i['severity']} {i['location']}: {i['message']}"))
 
 
 def constraints_command(profile: str | None, fmt: str) -> int:

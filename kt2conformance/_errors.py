@@ -51,6 +51,17 @@ def load_json(text: str) -> Any:
         sys.setrecursionlimit(before)
 
 
+def dump_json(value: Any) -> str:
+    """JSON text of any value load_json gives (nesting up to _READ_DEPTH, lone surrogates
+    escaped)."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, _READ_DEPTH * 2 + 200))
+    try:
+        return json.dumps(value, ensure_ascii=True)
+    finally:
+        sys.setrecursionlimit(before)
+
+
 def printable(text: str) -> str:
     """Text safe to write to any terminal or file: lone surrogates (JSON can carry them) become
     backslash escapes instead of failing the output."""

@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check Task JSON files against the profile (local oracle)")
     _add_profile(p)
     _add_format(p)
+    p.add_argument("--referee", action="store_true",
+                   help="also run the files through the HL7 validator ($validate of the embedded HAPI "
+                   "reference server, started for this) and show where it and the oracle differ")
+    p.add_argument("--referee-url", metavar="URL",
+                   help="as --referee, with the HAPI FHIR server at this FHIR base URL instead")
     p.add_argument("files", nargs="+", metavar="FILE")
 
     p = sub.add_parser("constraints", help="list every constraint derived from the profile")
@@ -77,7 +82,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if args.command == "validate":
         from kt2conformance._commands import validate_command
 
-        return validate_command(args.files, args.profile, args.format)
+        referee = args.referee_url or ("embedded" if args.referee else None)
+        return validate_command(args.files, args.profile, args.format, referee)
     if args.command == "constraints":
         from kt2conformance._commands import constraints_command
 

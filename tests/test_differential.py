@@ -3,8 +3,7 @@
 The oracle is the harness's ground truth, and the generators are checked only against it
 (tests/test_strategies.py); a misread of the profile would be invisible there, shared by both.
 So the same generated Tasks (seeded, a few hundred) go to
-(a) fhircraft 0.9.0, which builds pydantic models from the KT2 StructureDefinitions, offline,
-(b) the embedded reference server (Medplum's validator plus the KT2 wrapper), over HTTP,
+the embedded reference server (Medplum's validator plus the KT2 wrapper), over HTTP,
 and every verdict that differs from the oracle's must be a documented known difference of that
 validator (docs/differential.md, with the measured figures). A difference on any other key fails.
 """
@@ -12,8 +11,6 @@ validator (docs/differential.md, with the measured figures). A difference on any
 from __future__ import annotations
 
 import json
-import re
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +19,6 @@ from typing import Any
 import pytest
 from sampling import sample
 
-from kt2conformance._koppeltaal import KT2TASK_URL
-from kt2conformance._paths import DEFAULT_PROFILE_DIR
 from kt2conformance.generate import _strategies as strategies
 from kt2conformance.generate._strategies import Prerequisites
 from kt2conformance.oracle._oracle import Oracle
@@ -40,51 +35,6 @@ INVALID_PER_KEY = 2
 ACCEPT, REJECT = "accept", "reject"
 
 
-def _known(reason: str, *keys: str) -> dict[str, str]:
-    return dict.fromkeys(keys, reason)
-
-
-# Keys on which fhircraft 0.9.0 is known to differ from the FHIR R4 rules the oracle applies
-# (each one reproduced by hand, see docs/differential.md).
-FHIRCRAFT_KNOWN: dict[str, str] = {
-    **_known("checks dateTime syntax but not the calendar: 2019-02-29T10:00:00Z passes",
-             "Task.authoredOn/format", "Task.lastModified/format", "Task.executionPeriod/format"),
-    **_known("accepts the empty string (R4 string needs at least one character)",
-             "Task.description/format", "Task.code/format", "Task.for/format", "Task.owner/format",
-             "Task.partOf/format", "Task.requester/format", "Task.extension:instantiates.id/format",
-             "Task.extension:resource-origin.id/format", "Task.extension:instantiates.value[x]/format",
-             "Task.extension:resource-origin.value[x]/format"),
-    **_known("does not apply the id pattern to Task.id", "Task.id/format"),
-    **_known("does not apply the uri pattern to Extension.url ('not a uri' passes)",
-             "Task.extension/format", "Task.modifierExtension/format"),
-    **_known("does not check targetProfile of references and canonicals",
-             "Task.for/targetProfile", "Task.owner/targetProfile", "Task.partOf/targetProfile",
-             "Task.requester/targetProfile", "Task.instantiatesCanonical/targetProfile",
-             "Task.extension:instantiates.value[x]/targetProfile",
-             "Task.extension:resource-origin.value[x]/targetProfile"),
-    **_known("does not flag ref-1 (a '#id' reference without that contained resource)",
-             "Task.for/constraint:ref-1", "Task.owner/constraint:ref-1", "Task.partOf/constraint:ref-1",
-             "Task.requester/constraint:ref-1", "Task.identifier/constraint:ref-1",
-             "Task.extension:instantiates.value[x]/constraint:ref-1",
-             "Task.extension:resource-origin.value[x]/constraint:ref-1"),
-    **_known("checks no required binding (no terminology service configured)",
-             "Task.status/binding", "Task.intent/binding"),
-    **_known("does not apply the extension definitions to the profile's slices (value[x] type)",
-             "Task.extension:instantiates.value[x]/type", "Task.extension:resource-origin.value[x]/type"),
-    **_known("accepts a Task without resourceType (the model already is a Task)", "Task/type"),
-    **_known("compares dateTimes without normalising time zones, and a time in seconds with one in "
-             "milliseconds not at all: rejects lastModified 16:00Z >= authoredOn 18:00+02:00 (the same "
-             "instant) and per-1 with start 05:30:00+05:30, end 05:30:04.256+05:30; accepts "
-             "lastModified 11:00+02:00 >= authoredOn 10:00Z (an hour earlier)",
-             "Task/constraint:inv-1", "Task.executionPeriod/constraint:per-1", "Task.identifier/constraint:per-1",
-             "Task.for/constraint:per-1", "Task.owner/constraint:per-1", "Task.partOf/constraint:per-1",
-             "Task.requester/constraint:per-1", "Task.extension:instantiates.value[x]/constraint:per-1",
-             "Task.extension:resource-origin.value[x]/constraint:per-1"),
-}
-
-# Keys on which the reference server (Medplum 4.5.2 + the KT2 wrapper) is known to differ: none
-# since the wrapper checks ref-1, dom-3, a canonical's target type and the resource id syntax
-# (before that, those 13 keys differed; docs/differential.md). A difference now is a regression.
 SERVER_KNOWN: dict[str, str] = {}
 
 
@@ -165,60 +115,6 @@ def assert_agreement(agreement: Agreement) -> None:
     assert agreement.cases["valid"] == VALID_COUNT, summary
     assert agreement.cases["invalid"] >= INVALID_PER_KEY * 100, summary  # ~145 keys, 2 each
     assert not agreement.unexplained, summary
-
-
-# --- (a) fhircraft, offline -------------------------------------------------------------------
-
-_INVARIANT = re.compile(r"\[([A-Za-z0-9-]+)\]")
-
-
-@pytest.fixture(scope="module")
-def fhircraft_model() -> type:
-    """fhircraft's pydantic model of KT2Task. fhircraft bundles the R4 core definitions (it never
-    goes online unless told to), so only the KT2 definitions are registered. Importing fhircraft
-    builds the R4, R4B and R5 models and takes about half a minute."""
-    from fhircraft import FHIRModelFactory
-
-    factory = FHIRModelFactory("R4")
-    with warnings.catch_warnings():  # dom-6 (no narrative) on the definitions themselves
-        warnings.simplefilter("ignore")
-        for path in sorted(DEFAULT_PROFILE_DIR.glob("StructureDefinition-*.json")):  # KT2Task, its extensions
-            factory.register(json.loads(path.read_text(encoding="utf-8")))
-        return factory.build(canonical_url=KT2TASK_URL)
-
-
-def fhircraft_verdict(model: type, task: dict[str, Any]) -> tuple[str, str]:
-    """(verdict, the first thing fhircraft objected to, as an oracle-style key: an invariant of
-    a datatype inside Task.identifier is Task.identifier/constraint:per-1, as the oracle reports
-    it). Warnings (dom-6, best practices) are not rejections."""
-    from pydantic import ValidationError
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            model.model_validate(task)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            element = next((p for p in first["loc"] if isinstance(p, str)), None)
-            path = f"Task.{element}" if element else "Task"
-            invariant = _INVARIANT.search(first["msg"])
-            if first["type"] == "fhir_invariant_violation" and invariant:
-                return REJECT, f"{path}/constraint:{invariant.group(1)}"
-            return REJECT, f"{path}/{first['type']}"
-    return ACCEPT, ""
-
-
-@pytest.mark.slow
-def test_fhircraft_agrees_with_the_oracle_except_known_differences(
-        fhircraft_model: type, record_property: Callable[[str, Any], None]) -> None:
-    cases = generated_cases(Prerequisites(task="Task/parent-1"))
-    agreement = compare("fhircraft 0.9.0", FHIRCRAFT_KNOWN, cases,
-                        lambda case: ACCEPT if ORACLE.is_valid(case.task) else REJECT,  # a profile validator
-                        lambda task: fhircraft_verdict(fhircraft_model, task), record_property)
-    assert_agreement(agreement)
-
-
-# --- (b) the reference server's validator, over HTTP -----------------------------------------
 
 
 @pytest.fixture(scope="module")

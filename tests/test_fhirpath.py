@@ -290,4 +290,4 @@ def test_order_form_fast_path_agrees_with_fhirpath(a: str | None, b: str | None,
     focus = {k: v for k, v in ((left, a), (right, b)) if v is not None}
     fast = _order_fast(form, focus)
     assert fast is not None
-    assert fast == _evaluate(expression, focus, focus, False)
+    assert fast == _evaluate(expression, focus, focus, focus, False)

@@ -320,11 +320,78 @@ def _pattern(site: _Site) -> Task | None:
 def _binding(site: _Site) -> Task | None:
     bogus = site.c.choose(["bogus", "not-in-valueset", "unknown-code"])
     code = site.tref.code
+    binding = site.node.binding
+    if binding is None or binding[0] != "required":
+        # no binding of its own: a code inside it (a required-bound part, or a Coding of a code
+        # system known in full)
+        inner = _bad_inner_code(code, bogus)
+        if inner is None:
+            return None
+        first = site.first
+        if code == "Extension":
+            url = first.get("url") if isinstance(first, dict) else None
+            return site.put({"url": url or "http://example.org/fhir/StructureDefinition/coded", "valueCoding": inner})
+        return site.put({**first, **inner} if isinstance(first, dict) and code != "Coding" else inner)
     if code == "code":
         return site.put(bogus)
     if code == "Coding":
         return site.put({"system": "http://example.org/cs", "code": bogus})
     return site.put({"coding": [{"system": "http://example.org/cs", "code": bogus}]})
+
+
+# A CodeSystem R4 defines in full: a Coding naming it must use one of its codes.
+KNOWN_SYSTEM = "http://hl7.org/fhir/administrative-gender"
+
+
+def _bad_inner_code(code: str, bogus: str, seen: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """A value of datatype `code` (its changed parts only) holding a wrong code: a part bound
+    to a required ValueSet given a code outside it, or a Coding of KNOWN_SYSTEM with a code
+    that system lacks. None when the datatype holds no code."""
+    coding = {"system": KNOWN_SYSTEM, "code": bogus}
+    if code in ("Coding", "Extension"):
+        return coding
+    if code == "CodeableConcept":
+        return {"coding": [coding]}
+    children = [ch for ch in datatype_template(code).values()
+                if ch.name not in ("id", "extension", "modifierExtension") and not ch.is_choice and ch.types]
+    for child in children:
+        if child.binding is not None and child.binding[0] == "required" and child.types[0].code == "code":
+            return {child.name: [bogus] if child.is_array else bogus}
+    for child in children:
+        sub = child.types[0].code
+        if child.binding is not None and child.binding[0] == "extensible":
+            continue  # judged against its value set only: another system's code is no error there
+        if child.types[0].primitive is None and sub not in seen:
+            inner = _bad_inner_code(sub, bogus, seen | {code})
+            if inner is not None:
+                return {child.name: [inner] if child.is_array else inner}
+    return None
+
+
+# One fault per kind inside a contained Patient that an open extension refers to (a
+# Reference(Any), so only R4's Patient applies, not KT2Patient as for `for`).
+_CONTAINED_FAULTS: dict[str, Callable[[Chooser], dict[str, Any]]] = {
+    "min": lambda c: {"link": [{"type": "seealso"}]},
+    "max": lambda c: {"multipleBirthBoolean": True, "multipleBirthInteger": 2},
+    "format": lambda c: {"birthDate": c.choose(["1980-02-30", "1980-13-01", "80-01-01"])},
+    "unknown": lambda c: {c.choose(["nickname", "shoeSize"]): "x"},
+    "binding": lambda c: {"gender": c.choose(["vrouw", "man", "bogus"])},
+    "targetProfile": lambda c: {"managingOrganization": {"reference": "Group/" + c.choose(WORDS)}},
+    "constraint:pat-1": lambda c: {"contact": [{"gender": c.choose(["male", "female"])}]},
+    "constraint:ref-1": lambda c: {"managingOrganization": {"reference": "#missing"}},
+    "constraint:per-1": lambda c: {"name": [{"family": "Jansen", "period": {"start": "2021-01-01", "end": "2020-01-01"}}]},
+}
+
+
+def _contained_fault(kind: str, c: Chooser, task: Task, name: str) -> Task | None:
+    """A contained Patient, referred to by an open extension, that breaks `kind` of its R4
+    definition."""
+    fault = _CONTAINED_FAULTS.get(kind)
+    if fault is None:
+        return None
+    subject = {"url": "http://example.org/fhir/StructureDefinition/subject", "valueReference": {"reference": "#c1"}}
+    return {**task, name: [{"resourceType": "Patient", "id": "c1", **fault(c)}],
+            "extension": [*task.get("extension", []), subject]}
 
 
 def _target_profile(site: _Site) -> Task | None:
@@ -423,6 +490,10 @@ def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task) -> Task | 
     if parsed.element == gen.tree.id:  # the resource itself
         resource_fault = _RESOURCE_FAULTS.get(parsed.kind)
         return None if resource_fault is None else resource_fault(gen, c, task, parsed.detail)
+    element = gen.tree.children.get(parsed.element.split(".", 1)[1]) if parsed.element.count(".") == 1 else None
+    if element is not None and any(t.code == "Resource" for t in element.types) and parsed.kind != Kind.TYPE:
+        name = f"{parsed.kind}:{parsed.detail}" if parsed.detail else str(parsed.kind)
+        return _contained_fault(name, c, task, element.name)
     located = _locate(gen, c, task, parsed.element, clock)
     if located is None:
         return None

@@ -28,8 +28,11 @@ from kt2conformance.spec._tree import (
     Node,
     TypeRef,
     build_tree,
+    build_tree_of as _tree_of,
     datatype_invariants,
     datatype_template,
+    resource_tree,
+    resource_type_of_profile,
 )
 
 _REF = re.compile(r"(?:.*/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?")
@@ -48,10 +51,17 @@ class Issue:
 
 
 def reference_type(ref: dict[str, Any], resource: dict[str, Any]) -> str | None:
-    """The resource type a Reference points at: its `type`, the type in a literal `reference`
-    (relative or absolute), or the contained resource it names; None when it names none."""
-    if isinstance(ref.get("type"), str):
+    """The resource type a Reference points at: the type in a literal `reference` (relative or
+    absolute) or of the contained resource it names, else its `type`; None when it names none."""
+    found = literal_type(ref, resource)
+    if found is None and isinstance(ref.get("type"), str):
         return cast(str, ref["type"])
+    return found
+
+
+def literal_type(ref: dict[str, Any], resource: dict[str, Any]) -> str | None:
+    """The resource type a literal `reference` names (`Patient/1`, an absolute URL, `#id` of a
+    contained resource); None when it names none."""
     literal = ref.get("reference")
     if not isinstance(literal, str):
         return None
@@ -89,25 +99,22 @@ _FRAMES_PER_LEVEL = 12
 
 
 def nesting_depth(value: Any, stop: int = MAX_DEPTH) -> int:
-    """The JSON nesting depth of `value` (objects and arrays; a scalar is 0), found without
-    recursion; counting stops past `stop`."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """The JSON nesting depth of `value` (objects and arrays; a scalar is 0), found level by
+    level without recursion; counting stops past `stop`."""
+    depth = 0
+    level = [value] if isinstance(value, (dict, list)) else []
+    while level:
         depth += 1
-        if depth > deepest:
-            deepest = depth
-            if deepest > stop:
-                return deepest
-        stack.extend((c, depth) for c in children if isinstance(c, (dict, list)))
-    return deepest
+        if depth > stop:
+            return depth
+        below: list[Any] = []
+        for item in level:
+            below.extend(v for v in (item.values() if isinstance(item, dict) else item) if type(v) in _CONTAINERS)
+        level = below
+    return depth
+
+
+_CONTAINERS = (dict, list)
 
 
 @contextmanager
@@ -141,6 +148,24 @@ def _has_children(obj: dict[str, Any]) -> bool:
     return any(k != "id" and v is not None and v != [] for k, v in obj.items())
 
 
+_INDEX = re.compile(r"\[\d+\]")
+# URIs the HL7 validator requires to be absolute (a scheme, as `urn:` or `https:`)
+_ABSOLUTE = frozenset({"Identifier.system", "Extension.url"})
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+@dataclass(frozen=True)
+class _Holder:
+    """The element an extension sits on, as its context is judged: its definition's id
+    (`Task.identifier`, `Reference.identifier`), its type (or resource type), whether it is a
+    resource root, and the url of the extension it is part of (a nested extension)."""
+
+    node_id: str
+    type_code: str | None
+    is_resource: bool
+    extension_url: str | None
+
+
 def _coding(value: Any) -> tuple[str, str] | None:
     """(system, code) of a Coding, None unless both are strings."""
     if isinstance(value, dict):
@@ -163,7 +188,12 @@ class _Walk:
 
     def __init__(self, oracle: Oracle, resource: dict[str, Any]) -> None:
         self.oracle = oracle
-        self.resource = resource
+        self.resource = resource  # the Task: %rootResource, and what `#id` references resolve in
+        self.current = resource  # the resource being walked (a contained one inside it): %resource
+        # (instance path of the contained resource, its type) while one is walked
+        self.contained_at: tuple[str, str] | None = None
+        # contained resources being checked against a target profile (a reference cycle ends here)
+        self.checking: set[tuple[str, tuple[str, ...]]] = set()
         self.issues: list[Issue] = []
 
     def add(self, key: str, kind: str, path: str, message: str, severity: str = "error") -> None:
@@ -203,9 +233,18 @@ class _Walk:
             items = self.items(value, child, ckey, cpath)
             counts[child.name] = counts.get(child.name, 0) + len(items)
             if tref.code == "Extension" and child.name in ("extension", "modifierExtension"):
-                self.extensions(items, child, ckey, cpath)
+                rtype, url = obj.get("resourceType"), obj.get("url")
+                holder = _Holder(node.id, (rtype if isinstance(rtype, str) else None) if is_resource else
+                                 (node.types[0].code if len(node.types) == 1 else None),
+                                 is_resource, url if isinstance(url, str) else None)
+                self.extensions(items, child, ckey, cpath, holder=holder,
+                                modifier=child.name == "modifierExtension", at=path)
                 continue
+            companion = obj.get(f"_{prop}") if child.is_array and tref.primitive is not None else None
             for i, item in enumerate(items):
+                if item is None and isinstance(companion, list) and i < len(companion) \
+                        and companion[i] is not None:
+                    continue  # a placeholder: this repetition has only an id/extensions (`_x[i]`)
                 self.value(item, child, tref, ckey, f"{cpath}[{i}]" if child.is_array else cpath)
         for child in node.bounded_children:
             n = counts.get(child.name, 0)
@@ -245,9 +284,15 @@ class _Walk:
         plain = values if isinstance(values, list) else [values]
         if prop[1:] not in obj:
             counts[child.name] = counts.get(child.name, 0) + len([p for p in parts if p is not None])
+        elif child.is_array and isinstance(values, list) and isinstance(value, list) and len(values) != len(value):
+            self.add(ckey, "type", f"{path}.{prop}",
+                     f"{prop} has {len(value)} entries, {prop[1:]} {len(values)}: they must be aligned")
         for i, part in enumerate(parts):
             ppath = f"{path}.{prop}[{i}]" if child.is_array else f"{path}.{prop}"
             if part is None:
+                if not (child.is_array and i < len(plain) and plain[i] is not None):
+                    self.add(ckey, "type", ppath, "null is only allowed as a placeholder in an array "
+                             "whose companion has a value at the same place")
                 continue
             if not isinstance(part, dict):
                 self.add(ckey, "type", ppath, f"{prop} must be an object with id/extension")
@@ -258,18 +303,27 @@ class _Walk:
             for k, v in part.items():
                 if k == "extension" and ext_node is not None:
                     epath = f"{ppath}.extension"
-                    self.extensions(self.items(v, ext_node, ckey, epath), ext_node, ckey, epath, sliced=False)
+                    self.extensions(self.items(v, ext_node, ckey, epath), ext_node, ckey, epath, sliced=False,
+                                    holder=_Holder(child.id, tref.code, False, None), modifier=False,
+                                    at=f"{path}.{prop[1:]}")
                 elif k != "id":
                     self.add(ckey, "unknown", f"{ppath}.{k}", f"unknown element {k!r} on a primitive")
 
     # -- extensions ------------------------------------------------------------------------
 
-    def extensions(self, items: list[Any], node: Node, key: str, path: str, sliced: bool = True) -> None:
-        """Extensions, sliced by url (open slicing: an unknown url is checked as an Extension)."""
+    def extensions(self, items: list[Any], node: Node, key: str, path: str, sliced: bool = True, *,
+                   holder: _Holder, modifier: bool, at: str) -> None:
+        """Extensions, sliced by url (open slicing: an unknown url is checked as an Extension);
+        an extension whose definition is known must be used where its context allows and in
+        `modifierExtension` exactly when it is a modifier."""
         per_slice: dict[str, int] = {}
         for i, item in enumerate(items):
             ipath = f"{path}[{i}]"
             url = item.get("url") if isinstance(item, dict) else None
+            if isinstance(url, str):
+                problem = self.oracle.placement(url, self.logical(at), holder, modifier)
+                if problem is not None:
+                    self.add(key, "unknown", ipath, problem)
             slice_node = node.slices.get(url) if sliced and isinstance(url, str) else None
             if slice_node is not None:
                 per_slice[slice_node.id] = per_slice.get(slice_node.id, 0) + 1
@@ -296,12 +350,19 @@ class _Walk:
             if problem is not None:
                 self.add(key, problem[0], path, problem[1])
                 return
+            if tref.code == "canonical" or node.id in _ABSOLUTE:
+                if not self.uri_rules(item, node, tref, key, path):
+                    return
             if tref.target_types and tref.code == "canonical":
                 self.target(canonical_type(item), tref, key, path)
         elif tref.code == "Resource":
             rtype = item.get("resourceType") if isinstance(item, dict) else None
-            if not isinstance(rtype, str) or rtype not in RESOURCE_TYPES:
-                self.add(key, "type", path, "contained entry is not a FHIR resource")
+            tree = resource_tree(rtype) if isinstance(rtype, str) else None
+            if tree is None or not isinstance(item, dict) or not isinstance(rtype, str):
+                self.add(key, "type", path, "not a FHIR resource (an object with the resourceType "
+                         f"of a concrete R4 resource), got {shown(rtype)}")
+                return
+            self.contained(item, tree, rtype, key, path)
             return
         else:
             if not isinstance(item, dict):
@@ -315,9 +376,113 @@ class _Walk:
                 if has_ext == has_value:
                     self.add(key, "constraint:ext-1", path, "an extension has either extensions or a value[x], not both (ext-1)")
             self.obj(item, self.oracle.as_type(node, tref), key, path)
-            if tref.code == "Reference" and tref.target_types:
-                self.target(reference_type(item, self.resource), tref, key, path)
+            if tref.code == "Reference":
+                self.reference(item, tref, key, path)
+            elif tref.code == "Coding" and node.id != "CodeableConcept.coding":
+                self.coding(item, node, key, path)
+            elif tref.code == "CodeableConcept" and isinstance(item.get("coding"), list):
+                for i, coding in enumerate(item["coding"]):
+                    self.coding(coding, node, key, f"{path}.coding[{i}]")
         self.rules(item, node, tref, key, path)
+
+    def uri_rules(self, item: str, node: Node, tref: TypeRef, key: str, path: str) -> bool:
+        """What the HL7 validator demands of URIs beyond their lexical form: a canonical is
+        absolute or a `#fragment`; Identifier.system and Extension.url are absolute; a profile
+        claimed in meta.profile is one it knows, for this resource type. False when broken."""
+        if node.id in _ABSOLUTE and not _SCHEME.match(item):
+            self.add(key, "format", path, f"{node.id} must be an absolute URI, not {shown(item)}")
+            return False
+        if tref.code == "canonical" and not item.startswith("#") and not _SCHEME.match(item):
+            self.add(key, "format", path, f"a canonical URL must be absolute or a #fragment, not {shown(item)}")
+            return False
+        if node.id == "Meta.profile":
+            problem = self.oracle.claimed_profile(item, self.current.get("resourceType"))
+            if problem is not None:
+                self.add(key, "unknown", path, problem)
+                return False
+        return True
+
+    def reference(self, ref: dict[str, Any], tref: TypeRef, key: str, path: str) -> None:
+        """The target type, and `type` agreeing with the type a literal reference names."""
+        literal = literal_type(ref, self.resource)
+        declared = ref.get("type")
+        if literal is not None and isinstance(declared, str) and declared != literal:
+            self.add(key, "type", f"{path}.type", f"type {shown(declared)} disagrees with the reference "
+                     f"{shown(ref.get('reference'))} (a {literal})")
+        if tref.target_types:
+            self.target(literal if literal is not None else declared if isinstance(declared, str) else None,
+                        tref, key, path)
+        reference = ref.get("reference")
+        if isinstance(reference, str) and reference.startswith("#") and tref.target_profiles:
+            self.contained_target(reference[1:], tref, key, path)
+
+    def contained_target(self, local_id: str, tref: TypeRef, key: str, path: str) -> None:
+        """A contained resource a reference names must conform to one of the element's target
+        profiles whose definition is at hand (KT2Patient for Task.for); R4 core profiles are its
+        base definition, checked where it is contained."""
+        target = next((r for r in self.resource.get("contained") or []
+                       if isinstance(r, dict) and r.get("id") == local_id), None)
+        rtype = target.get("resourceType") if target is not None else None
+        profiles = [self.oracle.profile_tree(u) for u in tref.target_profiles]
+        # a profile of another type: the reference's target type is already wrong (self.target)
+        trees = [t for t in profiles if t is not None and t.name == rtype]
+        if target is None or not isinstance(rtype, str) or not trees or len(trees) < len(
+                [u for u in tref.target_profiles if resource_type_of_profile(self.oracle.profile, u) == rtype]) \
+                or (local_id, tref.target_profiles) in self.checking:
+            return
+        self.checking.add((local_id, tref.target_profiles))
+        try:
+            failures = []
+            for tree in trees:
+                sub = _Walk(self.oracle, self.resource)
+                sub.checking = self.checking
+                sub.contained(target, tree, rtype, "profile", f"#{local_id}")
+                errors = [i for i in sub.issues if i.severity == "error"]
+                if not errors:
+                    return
+                failures.append(errors[0])
+        finally:
+            self.checking.discard((local_id, tref.target_profiles))
+        names = ", ".join(u.rsplit("/", 1)[-1] for u in tref.target_profiles)
+        self.add(key, "targetProfile", path, f"the contained resource #{local_id} does not conform to {names}: "
+                 f"{failures[0].path}: {failures[0].message}")
+
+    def coding(self, item: Any, node: Node, key: str, path: str) -> None:
+        """A code of a CodeSystem known in full must be one of its codes, whatever the binding
+        strength, as the HL7 validator checks it: except where an extensible binding's value set
+        does not draw on that system (the code is then judged against the value set only, and
+        being outside an extensible one is no error)."""
+        pair = _coding(item)
+        if pair is None:
+            return
+        if node.binding is not None and node.binding[0] == "extensible":
+            expansion = self.oracle.expansion(node.binding[1])
+            if expansion is None or all(system != pair[0] for system, _ in expansion):
+                return
+        codes = self.oracle.known_system(pair[0])
+        if codes is not None and pair[1] not in codes:
+            self.add(key, "binding", f"{path}.code", f"{shown(pair[1])} is not a code of {pair[0]}")
+
+    def contained(self, item: dict[str, Any], tree: Node, rtype: str, key: str, path: str) -> None:
+        """A contained resource against its R4 base definition; issues go to `key` (the element
+        holding it). Its invariants see it as %resource and the Task as %rootResource."""
+        outer = (self.current, self.contained_at)
+        self.current, self.contained_at = item, (_INDEX.sub("", path), rtype)
+        try:
+            self.obj(item, tree, key, path, is_resource=True)
+            for inv in tree.invariants:
+                if inv.key not in STRUCTURAL_INVARIANTS:
+                    self.invariant(inv, item, key, path)
+        finally:
+            self.current, self.contained_at = outer
+
+    def logical(self, path: str) -> str:
+        """The element path of an instance path: no indexes, `_x` as `x`, and inside a
+        contained resource rooted at its type (`Task.contained[0].name` -> `Organization.name`)."""
+        logical = _INDEX.sub("", path).replace("._", ".")
+        if self.contained_at is not None and logical.startswith(self.contained_at[0]):
+            logical = self.contained_at[1] + logical[len(self.contained_at[0]):]
+        return logical
 
     def target(self, rtype: str | None, tref: TypeRef, key: str, path: str) -> None:
         if rtype is None or "Resource" in tref.target_types or rtype in tref.target_types:
@@ -338,7 +503,7 @@ class _Walk:
 
     def invariant(self, inv: Invariant, focus: Any, key: str, path: str) -> None:
         try:
-            ok = fhirpath.holds(inv.expression, focus, self.resource)
+            ok = fhirpath.holds(inv.expression, focus, self.current, self.resource)
         except Exception as exc:
             # The HL7 validator reports an invariant it cannot evaluate as an issue of the
             # invariant's own severity: an evaluation failure never passes as "holds".
@@ -366,6 +531,52 @@ class _Walk:
             self.add(key, "binding", path, f"value is not in the required value set {vs_url.split('|')[0]}")
 
 
+_SIMPLE_PATH = re.compile(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*(\[x\])?)*")
+
+
+def _strip_slices(element_id: str) -> str:
+    return ".".join(part.split(":")[0] for part in element_id.split("."))
+
+
+def _placement(profile: Profile, url: str, logical_path: str, holder: _Holder, modifier: bool) -> str | None:
+    sd = profile.structure_definition(url)
+    name = url.split("|")[0]
+    if sd is not None and sd.get("type") != "Extension":
+        return f"{name} defines a {sd.get('type')}, not an extension"
+    if sd is None or not sd.get("snapshot", {}).get("element"):
+        return None
+    is_modifier = bool(sd["snapshot"]["element"][0].get("isModifier"))
+    if is_modifier and not modifier:
+        return f"{name} is a modifier extension: it belongs in modifierExtension"
+    if modifier and not is_modifier:
+        return f"{name} is not a modifier extension: it belongs in extension, not modifierExtension"
+    contexts = sd.get("context") or []
+    if not contexts:
+        return None
+    names = {logical_path, _strip_slices(holder.node_id), "Element"}
+    if holder.type_code:
+        names.add(holder.type_code)
+    if holder.is_resource:
+        names |= {"Resource", "DomainResource"}
+    for ctx in contexts:
+        expression = str(ctx.get("expression", ""))
+        kind = ctx.get("type")
+        if kind == "element" and expression in names:
+            return None
+        if kind == "extension" and holder.extension_url is not None and expression.split("|")[0] == holder.extension_url:
+            return None
+        if kind == "fhirpath":
+            terms = [t.strip() for t in expression.split("|")]
+            if not all(_SIMPLE_PATH.fullmatch(t) for t in terms) or names.intersection(terms):
+                return None  # a FHIRPath context this check can't judge is given the benefit of the doubt
+        if kind not in ("element", "extension", "fhirpath"):
+            return None
+    allowed = ", ".join(str(c.get("expression")) for c in contexts)
+    if len(allowed) > 120:
+        allowed = allowed[:119] + "…"
+    return f"{name} is not allowed on {logical_path} (its context: {allowed})"
+
+
 class Oracle:
     """Decides conformance of Tasks to one profile; build once, validate many."""
 
@@ -375,6 +586,9 @@ class Oracle:
         self._expansions: dict[str, terminology.Codes | None] = {}
         self._invariants: dict[tuple[str, str], list[Invariant]] = {}
         self._as_type: dict[tuple[str, str], Node] = {}
+        self._placements: dict[tuple[str, str, _Holder, bool], str | None] = {}
+        self._systems: dict[str, frozenset[str] | None] = {}
+        self._profile_trees: dict[str, Node | None] = {}
 
     @cached_property
     def resource_type(self) -> str:
@@ -384,6 +598,47 @@ class Oracle:
         if url not in self._expansions:
             self._expansions[url] = terminology.expand(self.profile, url)
         return self._expansions[url]
+
+    def profile_tree(self, url: str) -> Node | None:
+        """The element tree of a resource profile the package defines (KT2Patient), to check a
+        contained resource against; None for R4 core's and for what is not at hand."""
+        base = url.split("|")[0]
+        if base not in self._profile_trees:
+            sd = self.profile.structure_definitions.get(base)
+            usable = (sd is not None and sd.get("kind") == "resource" and sd.get("derivation") == "constraint"
+                      and sd.get("snapshot", {}).get("element"))
+            self._profile_trees[base] = _tree_of(self.profile, sd) if sd is not None and usable else None
+        return self._profile_trees[base]
+
+    def claimed_profile(self, url: str, resource_type: Any) -> str | None:
+        """Why a resource may not claim this profile in meta.profile: the validator checks a
+        resource against every profile it claims, and refuses one it cannot find; None when
+        the profile is known and is for this resource type."""
+        sd = self.profile.structure_definition(url)
+        if sd is None:
+            base = url.split("|")[0]
+            name = base.rsplit("/", 1)[-1]
+            if base == f"http://hl7.org/fhir/StructureDefinition/{name}" and name in RESOURCE_TYPES:
+                sd = {"type": name}
+        if sd is None:
+            return f"the profile {shown(url)} is not known, so the resource cannot be checked against it"
+        if isinstance(resource_type, str) and sd.get("type") != resource_type:
+            return f"the profile {shown(url)} is for {sd.get('type')}, not {resource_type}"
+        return None
+
+    def known_system(self, system: str) -> frozenset[str] | None:
+        """The codes of a CodeSystem known in full (the profile's or R4 core's), else None."""
+        if system not in self._systems:
+            self._systems[system] = terminology.known_system(self.profile, system)
+        return self._systems[system]
+
+    def placement(self, url: str, logical_path: str, holder: _Holder, modifier: bool) -> str | None:
+        """Why an extension with this url may not sit here (its definition's context, modifier
+        or not), or None when it may or its definition is unknown."""
+        cache_key = (url, logical_path, holder, modifier)
+        if cache_key not in self._placements:
+            self._placements[cache_key] = _placement(self.profile, url, logical_path, holder, modifier)
+        return self._placements[cache_key]
 
     def as_type(self, node: Node, tref: TypeRef) -> Node:
         """The element as the one type a value has: a choice of several types takes the children
@@ -432,11 +687,24 @@ class Oracle:
         if task.get("resourceType") != self.resource_type:
             walk.add(root, "type", root, f"resourceType must be {self.resource_type!r}, got {shown(task.get('resourceType'))}")
         walk.obj(task, self.tree, root, root, is_resource=True)
+        self._contained_ids(walk, task)
         for inv in self.tree.invariants:
             if inv.key in STRUCTURAL_INVARIANTS:
                 continue
             walk.invariant(inv, task, root, root)
         return walk.issues
+
+    def _contained_ids(self, walk: _Walk, task: dict[str, Any]) -> None:
+        """dom-3 as the HL7 validator enforces it: a contained resource needs an id to be
+        referenced at all (the FHIRPath text of dom-3 passes an id-less one by)."""
+        contained = task.get("contained")
+        if not isinstance(contained, list) or not any(i.key == "dom-3" for i in self.tree.invariants):
+            return
+        root = self.tree.id
+        for i, res in enumerate(contained):
+            if isinstance(res, dict) and not isinstance(res.get("id"), str):
+                walk.add(root, "constraint:dom-3", f"{root}.contained[{i}]",
+                         "a contained resource needs an id, by which it is referenced (dom-3)")
 
     def errors(self, task: Any) -> list[Issue]:
         return [i for i in self.validate(task) if i.severity == "error"]

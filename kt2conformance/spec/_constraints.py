@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 from kt2conformance._koppeltaal import rules_for
 from kt2conformance._vocabulary import ConstraintKey, Kind
-from kt2conformance.spec._profile import Profile
+from kt2conformance.spec._profile import Profile, r4_resources
 from kt2conformance.spec._tree import Node, build_tree, datatype_invariants, datatype_template, walk
 
 
@@ -53,6 +53,48 @@ def _nested_invariants(code: str, seen: set[str]) -> list[tuple[str, str, str]]:
         if len(child.types) == 1 and child.types[0].primitive is None and child.types[0].code != "Extension":
             found += _nested_invariants(child.types[0].code, seen)
     return found
+
+
+def _reaches_codes(code: str, seen: set[str]) -> bool:
+    """Whether a value of datatype `code` can hold a code the oracle checks: a Coding (its
+    system may be known in full), an element with a required binding, an open extension (it
+    can hold a Coding) or a contained resource."""
+    if code in ("Coding", "CodeableConcept", "Extension", "Resource"):
+        return True
+    if code in seen:
+        return False
+    seen.add(code)
+    for child in datatype_template(code).values():
+        if child.binding is not None and child.binding[0] == "required":
+            return True
+        if child.name not in ("extension", "modifierExtension") and any(
+                t.primitive is None and _reaches_codes(t.code, seen) for t in child.types):
+            return True
+    return False
+
+
+def _contained_constraints(node: Node, targets: set[str]) -> list[Constraint]:
+    """A contained resource is checked against its R4 base definition; everything found inside
+    it is reported on the element that holds it. Its invariants are listed for the resource
+    types the profile's references can point at."""
+    label = node.id
+    out = [Constraint(ConstraintKey(label, kind), kind, label,
+                      f"{what} (inside a contained resource, by its R4 definition)")
+           for kind, what in ((Kind.MIN, "required elements present"), (Kind.MAX, "no more than allowed"),
+                              (Kind.FORMAT, "primitive values in their lexical form"),
+                              (Kind.UNKNOWN, "only elements its definition has"),
+                              (Kind.TARGET_PROFILE, "references to allowed resource types"))]
+    seen: set[str] = set()
+    for rtype in sorted(targets):
+        sd = r4_resources().get(rtype)
+        for el in sd["snapshot"]["element"] if sd is not None else []:
+            for inv in el.get("constraint", []):
+                if inv["key"] not in seen and inv["key"] not in ("ele-1", "ext-1") and inv.get("expression"):
+                    seen.add(inv["key"])
+                    out.append(Constraint(ConstraintKey(label, Kind.CONSTRAINT, inv["key"]), Kind.CONSTRAINT, label,
+                                          f"{inv.get('human', '')} ({inv['key']}, in a contained {rtype})",
+                                          inv.get("severity", "error")))
+    return out
 
 
 def required_parts(node: Node) -> list[str]:
@@ -93,6 +135,9 @@ def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
             add(Kind.PATTERN, f"{label} must match {node.pattern[1]!r}")
         if node.binding is not None and node.binding[0] == "required":
             add(Kind.BINDING, f"{label} must come from the value set {node.binding[1].split('|')[0]}")
+        elif any(_reaches_codes(t.code, set()) for t in node.types):
+            add(Kind.BINDING, f"codes inside {label} must come from the value sets their elements require and "
+                "from the code systems they name, when known in full")
         targets = sorted({tt for t in node.types for tt in t.target_types})
         if targets and "Resource" not in targets:
             add(Kind.TARGET_PROFILE, f"{label} must refer to {' or '.join(targets)}")
@@ -123,7 +168,10 @@ def _node_constraints(node: Node, is_root: bool) -> list[Constraint]:
 def derive_constraints(profile: Profile, tree: Node | None = None) -> list[Constraint]:
     """Every constraint of the profile, in snapshot order, then the server rules for its type."""
     root = tree if tree is not None else build_tree(profile)
+    targets = {tt for node in walk(root) for t in node.types for tt in t.target_types} - {"Resource"}
     out: list[Constraint] = []
     for node in walk(root):
         out += _node_constraints(node, node is root)
+        if not node.forbidden and any(t.code == "Resource" for t in node.types):
+            out += _contained_constraints(node, targets)
     return out + server_rules(profile.type)

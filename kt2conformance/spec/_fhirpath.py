@@ -61,15 +61,20 @@ def _components(text: str) -> list[Decimal | int] | None:
     if m["h"] is None:
         return [int(g) for g in (m["y"], m["mo"], m["d"]) if g is not None]
     seconds = Decimal(m["s"]) if m["s"] is not None else None
+    year = int(m["y"])
+    # The Gregorian calendar repeats every 400 years: shift towards the middle of Python's range
+    # so that an offset applied to 0001-01-01 or 9999-12-31 does not leave it (years 0 and
+    # 10000 are values FHIRPath compares like any other).
+    shift = 400 if year <= 5000 else -400
     try:
-        local = dt.datetime(int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"] or 0))
+        local = dt.datetime(year + shift, int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"] or 0))
     except ValueError:  # 2021-02-30T…: not a date at all (the format check reports it)
         return None
     tz = m["tz"]
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         local -= sign * dt.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-    parts: list[Decimal | int] = [local.year, local.month, local.day, local.hour]
+    parts: list[Decimal | int] = [local.year - shift, local.month, local.day, local.hour]
     if m["mi"] is not None:
         parts.append(local.minute)
     if seconds is not None:
@@ -290,11 +295,14 @@ _MEMO: dict[tuple[Any, ...], bool] = {}
 _MEMO_LIMIT = 100_000
 
 
-def holds(expression: str, focus: Any, resource: dict[str, Any]) -> bool:
-    """Whether an invariant holds on `focus` (an element or the resource itself).
+def holds(expression: str, focus: Any, resource: dict[str, Any], root: dict[str, Any] | None = None) -> bool:
+    """Whether an invariant holds on `focus` (an element or the resource itself). `resource` is
+    %resource (a contained resource, for what is inside one), `root` %rootResource (the Task;
+    by default `resource`).
 
     Results are remembered by what the expression can see (see _Plan), so the thousands of
     Tasks of a run pay FHIRPath's price only for the values that differ."""
+    root = resource if root is None else root
     form = _order_form(expression)
     if form is not None:
         fast = _order_fast(form, focus)
@@ -302,25 +310,38 @@ def holds(expression: str, focus: Any, resource: dict[str, Any]) -> bool:
             return fast
     plan = _plan(expression)
     typed = focus is resource
-    if plan.head is not None and isinstance(focus, dict) and not any(_matches(k, frozenset({plan.head})) for k in focus):
-        key: tuple[Any, ...] = (expression, typed, "absent")
+    try:
+        key = _memo_key(expression, plan, typed, focus, resource, root)
+    except ValueError:  # an integer too long for text: no memo for this one
+        key = None
+    if key is None:
+        return _evaluate(expression, focus, resource, root, typed)
+    if key[2] == "absent":
         focus = {"resourceType": focus["resourceType"]} if typed and "resourceType" in focus else {}
         resource = focus if typed else resource
-    elif not isinstance(focus, (dict, list)) and not plan.uses_resource and "%context" not in expression:
-        # a primitive focus (Narrative.div for txt-1): its value is all the expression can see
-        key = (expression, typed, json.dumps(focus))
-    elif plan.names is not None:
-        key = (expression, typed, _projection(focus, plan.names),
-               _projection(resource, plan.names) if plan.uses_resource else None)
-    else:
-        return _evaluate(expression, focus, resource, typed)
     if key not in _MEMO:
         if len(_MEMO) >= _MEMO_LIMIT:
             _MEMO.clear()
-        _MEMO[key] = _evaluate(expression, focus, resource, typed)
+        _MEMO[key] = _evaluate(expression, focus, resource, root, typed)
     return _MEMO[key]
 
 
-def _evaluate(expression: str, focus: Any, resource: dict[str, Any], typed: bool) -> bool:
+def _memo_key(expression: str, plan: _Plan, typed: bool, focus: Any, resource: dict[str, Any],
+              root: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What the result depends on, or None when that can't be told from the expression."""
+    if plan.head is not None and isinstance(focus, dict) and not any(_matches(k, frozenset({plan.head})) for k in focus):
+        return (expression, typed, "absent")
+    if not isinstance(focus, (dict, list)) and not plan.uses_resource and "%context" not in expression:
+        # a primitive focus (Narrative.div for txt-1): its value is all the expression can see
+        return (expression, typed, json.dumps(focus))
+    if plan.names is not None:
+        if not plan.uses_resource:
+            return (expression, typed, _projection(focus, plan.names), None)
+        return (expression, typed, _projection(focus, plan.names), _projection(resource, plan.names),
+                None if root is resource else _projection(root, plan.names))
+    return None
+
+
+def _evaluate(expression: str, focus: Any, resource: dict[str, Any], root: dict[str, Any], typed: bool) -> bool:
     fn = compile_expression(expression, typed)
-    return fn(focus, {"resource": resource, "rootResource": resource}) == [True]
+    return fn(focus, {"resource": resource, "rootResource": root}) == [True]

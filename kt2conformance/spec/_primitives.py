@@ -5,6 +5,7 @@ can't express (2021-02-30 matches the dateTime regex but is not a date)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +22,10 @@ _SYSTEM_KIND = {
 # form is a number (R4 JSON rules, fhir.schema.json): the integer family is named here.
 _INTEGER_TYPES = {"integer", "positiveInt", "unsignedInt"}
 _DATED = {"date", "dateTime", "instant"}
+# R4 (§2.1.28.0.1 string): "Strings SHALL NOT exceed 1MB (1024*1024 characters) in size"; the
+# HL7 validator counts Java characters (UTF-16 code units).
+MAX_STRING = 1024 * 1024
+_XSD_SPACE = " \t\n\r"
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -47,16 +52,62 @@ class Primitive:
         elif self.kind == "number":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return "type", f"expected a JSON number for {self.code}"
+            if isinstance(value, float) and not math.isfinite(value):
+                return "format", f"{value} is not a JSON number (NaN and Infinity are not JSON)"
             return None
         else:
             if not isinstance(value, str):
                 return "type", f"expected a JSON string for {self.code}"
+            if not value:
+                # R4 §2.6.2 (JSON): primitive values are never empty; "" is no value at all
+                return "format", f"an empty string is not a {self.code} (a primitive value is never empty)"
+            if len(value) > MAX_STRING // 2 and _utf16_length(value) > MAX_STRING:
+                return "format", f"a {self.code} of {_utf16_length(value)} characters: more than 1 MiB ({MAX_STRING})"
             text = value
         if self.pattern is not None and not self.pattern.fullmatch(text):
             return "format", f"{_short(text)} is not a valid {self.code}"
         if self.code in _DATED and not _real_date(text):
             return "format", f"{_short(text)} is not a real calendar date"
         return None
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def xsd_regex(pattern: str) -> str:
+    """An R4 regex as XML Schema reads it, in Python syntax: `\\s` is the four XML whitespace
+    characters (space, tab, CR, LF) and `\\S` everything else, not Python's Unicode
+    whitespace (a no-break space is not whitespace to FHIR, so it is a valid `code` character)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            esc = pattern[i + 1]
+            out.append(f"[{_XSD_SPACE}]" if esc == "s" else f"[^{_XSD_SPACE}]" if esc == "S" else ch + esc)
+            i += 2
+        elif ch == "[":
+            end = i + 1
+            while end < len(pattern) and (pattern[end] != "]" or end == i + 1):
+                end += 2 if pattern[end] == "\\" else 1
+            body = pattern[i + 1:end]
+            negated = body.startswith("^")
+            body = body[1:] if negated else body
+            has_not_space = "\\S" in body
+            body = body.replace("\\S", "").replace("\\s", _XSD_SPACE)
+            if has_not_space and not negated:
+                # [ \r\n\t\S]: "not XML whitespace, or one of these", a union Python classes lack
+                out.append(f"(?:[^{_XSD_SPACE}]" + (f"|[{body}])" if body else ")"))
+            elif has_not_space:
+                out.append(f"[{_XSD_SPACE}]" if not body else f"(?:(?![{body}])[{_XSD_SPACE}])")
+            else:
+                out.append(f"[{'^' if negated else ''}{body}]")
+            i = end + 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -87,4 +138,4 @@ def primitive(code: str) -> Primitive | None:
     regex = next((x["valueString"] for x in type_ref.get("extension", []) if x["url"] == _REGEX_EXT), None)
     if kind == "number":
         regex = None  # a JSON number is already lexically a decimal
-    return Primitive(code, kind, re.compile(regex) if regex else None)
+    return Primitive(code, kind, re.compile(xsd_regex(regex)) if regex else None)

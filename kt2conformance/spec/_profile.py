@@ -16,6 +16,7 @@ the Dutch nl-core profiles) cannot be judged: its snapshot was built without wha
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -65,13 +66,18 @@ class Profile:
 
     def structure_definition(self, url: str) -> Json | None:
         """The StructureDefinition with this canonical (a `|version` suffix is ignored)."""
-        return self.structure_definitions.get(url.split("|")[0]) or r4_datatypes().get(url.split("|")[0])
+        base = url.split("|")[0]
+        return self.structure_definitions.get(base) or r4_datatypes().get(base) or r4_core_extensions().get(base)
 
     def value_set(self, url: str) -> Json | None:
-        return self.value_sets.get(url.split("|")[0])
+        """The ValueSet with this canonical: the profile's own, else R4 core's."""
+        base = url.split("|")[0]
+        return self.value_sets.get(base) or r4_core_terminology()[0].get(base)
 
     def code_system(self, url: str) -> Json | None:
-        return self.code_systems.get(url.split("|")[0])
+        """The CodeSystem with this canonical: the profile's own, else R4 core's."""
+        base = url.split("|")[0]
+        return self.code_systems.get(base) or r4_core_terminology()[1].get(base)
 
     @property
     def name(self) -> str:
@@ -322,6 +328,34 @@ def r4_datatypes() -> dict[str, Json]:
     """The R4 datatype StructureDefinitions by canonical URL (vendored, see profiles/r4)."""
     bundle = json.loads(paths.R4_TYPES.read_text(encoding="utf-8"))
     return {e["resource"]["url"]: e["resource"] for e in bundle["entry"]}
+
+
+def _bundle(path: Path) -> list[Json]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [e["resource"] for e in json.load(f)["entry"]]
+
+
+@lru_cache(maxsize=1)
+def r4_resources() -> dict[str, Json]:
+    """The R4 resource StructureDefinitions by resource type (vendored, see profiles/r4): what a
+    contained resource is validated against."""
+    return {sd["type"]: sd for sd in _bundle(paths.R4_CORE_RESOURCES)}
+
+
+@lru_cache(maxsize=1)
+def r4_core_extensions() -> dict[str, Json]:
+    """The extensions R4 core defines, by canonical URL (their context and value types)."""
+    return {sd["url"]: sd for sd in _bundle(paths.R4_CORE_EXTENSIONS)}
+
+
+@lru_cache(maxsize=1)
+def r4_core_terminology() -> tuple[dict[str, Json], dict[str, Json]]:
+    """R4 core's ValueSets and CodeSystems (FHIR, v2, v3), each by canonical URL."""
+    value_sets: dict[str, Json] = {}
+    code_systems: dict[str, Json] = {}
+    for res in _bundle(paths.R4_CORE_TERMINOLOGY):
+        (value_sets if res["resourceType"] == "ValueSet" else code_systems)[res["url"]] = res
+    return value_sets, code_systems
 
 
 def datatype_definition(code: str) -> Json | None:

@@ -23,12 +23,63 @@ def _all_codes(concepts: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _part(profile: Profile, part: dict[str, Any], seen: set[str]) -> set[tuple[str, str]] | None:
-    if part.get("filter"):
+def _descendants(concepts: list[dict[str, Any]], code: str, inside: bool = False) -> list[str] | None:
+    """The codes below `code` in a concept tree (None when `code` is not in it)."""
+    for c in concepts:
+        if c["code"] == code:
+            return _all_codes(c.get("concept", []))
+        below = _descendants(c.get("concept", []), code)
+        if below is not None:
+            return below
+    return None
+
+
+def _filtered(cs: dict[str, Any], filters: list[dict[str, Any]]) -> set[str] | None:
+    """Codes of a CodeSystem passing `is-a` / `descendent-of` / `=` concept filters on its own
+    hierarchy; None for any other filter (it needs properties or a terminology server)."""
+    codes: set[str] = set(_all_codes(cs.get("concept", [])))
+    for f in filters:
+        if f.get("property") != "concept" or f.get("op") not in ("is-a", "descendent-of", "="):
+            return None
+        below = _descendants(cs.get("concept", []), f.get("value", ""))
+        if below is None:
+            return set()
+        codes &= set(below) | ({f["value"]} if f["op"] in ("is-a", "=") else set())
+        if f["op"] == "=":
+            codes &= {f["value"]}
+    return codes
+
+
+def known_system(profile: Profile, system: str) -> frozenset[str] | None:
+    """Every code of a CodeSystem the profile or R4 core defines in full (content `complete`);
+    None for any other system (unknown, a fragment, or defined elsewhere)."""
+    cs = profile.code_system(system)
+    if cs is None or cs.get("content") != "complete" or not cs.get("concept"):
         return None
+    return _complete_codes(id(cs), cs)
+
+
+_COMPLETE: dict[int, frozenset[str]] = {}
+
+
+def _complete_codes(key: int, cs: dict[str, Any]) -> frozenset[str]:
+    if key not in _COMPLETE:
+        _COMPLETE[key] = frozenset(_all_codes(cs.get("concept", [])))
+    return _COMPLETE[key]
+
+
+def _part(profile: Profile, part: dict[str, Any], seen: set[str]) -> set[tuple[str, str]] | None:
     codes: set[tuple[str, str]] | None = None
     system = part.get("system")
-    if system is not None:
+    if part.get("filter"):
+        cs = profile.code_system(system) if isinstance(system, str) else None
+        if cs is None or cs.get("content") not in (None, "complete"):
+            return None
+        found = _filtered(cs, part["filter"])
+        if found is None:
+            return None
+        codes = {(str(system), c) for c in found}
+    elif system is not None:
         if part.get("concept"):
             codes = {(system, c["code"]) for c in part["concept"]}
         else:

@@ -20,7 +20,7 @@ from typing import Any, cast
 from fhirpathpy.models import models
 
 from kt2conformance.spec._primitives import Primitive, primitive
-from kt2conformance.spec._profile import Json, Profile, datatype_definition
+from kt2conformance.spec._profile import Json, Profile, datatype_definition, r4_resources
 
 _FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 _SD_BASE = "http://hl7.org/fhir/StructureDefinition/"
@@ -78,7 +78,7 @@ class Node:
     def is_choice(self) -> bool:
         return self.name.endswith("[x]")
 
-    @property
+    @cached_property
     def is_array(self) -> bool:
         """Whether JSON writes this element as an array (its base cardinality is repeating)."""
         return self.base_max is None or self.base_max > 1
@@ -205,6 +205,7 @@ def _tree(profile: Profile | None, elements: list[Json], id_prefix: str | None, 
     root = _node(profile, elements[0], rename(root_id), owns_key)
     nodes[root_id] = root
     slices: list[tuple[Node, Node]] = []
+    references: list[tuple[Node, str]] = []
     for el in elements[1:]:
         eid = el["id"]
         parent_id, _, last = eid.rpartition(".")
@@ -216,12 +217,20 @@ def _tree(profile: Profile | None, elements: list[Json], id_prefix: str | None, 
             continue  # below an element this walk doesn't know: a malformed id
         node = _node(profile, el, rename(eid), owns_key)
         nodes[eid] = node
+        if el.get("contentReference", "").startswith("#"):
+            references.append((node, el["contentReference"][1:]))
         if ":" in last:
             slices.append((parent, node))
             continue
         if parent.explicit_children is None:
             parent.explicit_children = {}
         parent.explicit_children[node.name] = node
+    for node, target_id in references:
+        # `Questionnaire.item.item` is defined as `#Questionnaire.item`: same type and children
+        target = nodes.get(target_id)
+        if target is not None:
+            node.types = target.types
+            node.explicit_children = target.explicit_children
     for parent, node in slices:
         if node.types and node.types[0].profiles and profile is not None:
             _graft_extension(profile, parent, node)
@@ -255,6 +264,20 @@ def datatype_template(code: str) -> dict[str, Node]:
     return _TEMPLATES[code]
 
 
+_RESOURCES: dict[str, Node | None] = {}
+
+
+def resource_tree(resource_type: str) -> Node | None:
+    """The element tree of an R4 resource type from its base definition (what a contained
+    resource is validated against); its nodes own no key: issues inside it are reported under
+    the element that holds the resource. None for an abstract or unknown type."""
+    if resource_type not in _RESOURCES:
+        sd = r4_resources().get(resource_type)
+        usable = sd is not None and not sd.get("abstract") and "snapshot" in sd
+        _RESOURCES[resource_type] = _tree(None, sd["snapshot"]["element"], None, False) if sd and usable else None
+    return _RESOURCES[resource_type]
+
+
 def datatype_invariants(code: str) -> list[Invariant]:
     """Invariants on the root of a datatype (per-1 on Period, ref-1 on Reference)."""
     sd = datatype_definition(code)
@@ -268,6 +291,12 @@ def datatype_invariants(code: str) -> list[Invariant]:
 def build_tree(profile: Profile) -> Node:
     """The profile's element tree, rooted at the resource."""
     return _tree(profile, profile.elements, None, True)
+
+
+def build_tree_of(profile: Profile, sd: Json) -> Node:
+    """The element tree of another resource profile of the package (KT2Patient), whose nodes own
+    no key: what breaks it is reported on the element that refers to the resource."""
+    return _tree(profile, sd["snapshot"]["element"], None, False)
 
 
 def walk(node: Node, include_forbidden: bool = False) -> Iterator[Node]:

@@ -94,6 +94,16 @@ class Terminology {
   }
 
   /**
+   * A code of a CodeSystem loaded in full (content `complete`) must be one of its codes.
+   * @returns {string|null} a message when it is not, else null
+   */
+  checkKnownSystem(system, code) {
+    const cs = this.codeSystems.get(canonical(system));
+    if (!cs || cs.content !== 'complete' || !cs.concept?.length) return null;
+    return flattenConcepts(cs.concept).includes(code) ? null : `Unknown code '${system}#${code}'`;
+  }
+
+  /**
    * Checks a value of a bindable type against a required ValueSet.
    * @param {string} valueSetUrl
    * @param {string} type FHIR type of the value (code, Coding, CodeableConcept, string, uri)

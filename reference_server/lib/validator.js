@@ -48,6 +48,8 @@ class Validator {
       issues.push(...medplumIssues(resource, profile, ordering));
     }
     issues.push(...emptyElements(resource, resource.resourceType));
+    issues.push(...choiceIssues(resource, resource.resourceType));
+    issues.push(...this.codeSystemIssues(resource, resource.resourceType));
     const flagged = new Set(issues.flatMap((i) => i.expression ?? []));
     const schemas = profiles.length ? profiles.map((sd) => core.tryGetProfile(sd.url)) : [undefined];
     const crawls = [...schemas.map((schema) => () => this.crawl(resource, schema, flagged)),
@@ -64,6 +66,22 @@ class Validator {
     for (const profile of profiles) issues.push(...extensionSliceIssues(resource, profile));
     for (const inv of ordering) issues.push(...orderingIssues(resource, inv));
     return dedupe(issues);
+  }
+
+  /**
+   * A Coding of a CodeSystem loaded in full (content `complete`) must use one of its codes,
+   * whatever the binding, as the HL7 validator checks it. Codings are found by shape (an
+   * object with string `system` and `code` and no `value`, which a Quantity has).
+   */
+  codeSystemIssues(value, path) {
+    if (Array.isArray(value)) return value.flatMap((v, i) => this.codeSystemIssues(v, `${path}[${i}]`));
+    if (!value || typeof value !== 'object') return [];
+    const issues = Object.keys(value).flatMap((k) => this.codeSystemIssues(value[k], `${path}.${k}`));
+    if (typeof value.system === 'string' && typeof value.code === 'string' && !('value' in value)) {
+      const message = this.conformance.terminology.checkKnownSystem(value.system, value.code);
+      if (message) issues.push(issue('code-invalid', message, path));
+    }
+    return issues;
   }
 
   /** Walks the resource with Medplum's typed crawler and checks each value's element. */
@@ -268,6 +286,41 @@ function emptyElements(value, path) {
   }
   return [];
 }
+
+/**
+ * A choice element given twice (`multipleBirthBoolean` and `multipleBirthInteger`): two
+ * properties of one object sharing a stem, each ending in a FHIR type name.
+ */
+function choiceIssues(value, path) {
+  if (Array.isArray(value)) return value.flatMap((v, i) => choiceIssues(v, `${path}[${i}]`));
+  if (!value || typeof value !== 'object') return [];
+  const issues = Object.keys(value).flatMap((k) => choiceIssues(value[k], `${path}.${k}`));
+  const stems = new Map();
+  for (const key of Object.keys(value)) {
+    const match = /^([a-z][A-Za-z]*?)([A-Z][A-Za-z]*)$/.exec(key);
+    if (!match) continue;
+    for (let i = 1; i < key.length; i++) {
+      const type = key.slice(i);
+      if (!/^[A-Z]/.test(type)) continue;
+      const code = type[0].toLowerCase() + type.slice(1);
+      if (!COMPLEX.has(type) && !PRIMITIVES.has(code)) continue;
+      const stem = key.slice(0, i);
+      if (stems.has(stem) && stems.get(stem) !== key) {
+        issues.push(issue('structure', `${stem}[x] is given twice (${stems.get(stem)}, ${key})`, `${path}.${key}`));
+      }
+      stems.set(stem, key);
+      break;
+    }
+  }
+  return issues;
+}
+
+const COMPLEX = new Set(['Address', 'Age', 'Annotation', 'Attachment', 'CodeableConcept', 'Coding', 'ContactDetail',
+  'ContactPoint', 'Contributor', 'Count', 'DataRequirement', 'Distance', 'Dosage', 'Duration', 'Expression',
+  'HumanName', 'Identifier', 'Meta', 'Money', 'ParameterDefinition', 'Period', 'Quantity', 'Range', 'Ratio',
+  'Reference', 'RelatedArtifact', 'SampledData', 'Signature', 'Timing', 'TriggerDefinition', 'UsageContext']);
+const PRIMITIVES = new Set(['boolean', 'integer', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary',
+  'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid']);
 
 /** Cardinality of extension slices such as Task.extension:resource-origin (max 1). */
 function extensionSliceIssues(resource, profile) {
