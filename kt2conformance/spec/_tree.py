@@ -46,6 +46,8 @@ class TypeRef:
     code: str
     target_types: frozenset[str] = frozenset()
     profiles: tuple[str, ...] = ()
+    # the target profiles themselves: a contained target is checked against those at hand
+    target_profiles: tuple[str, ...] = ()
 
     @property
     def primitive(self) -> Primitive | None:
@@ -161,7 +163,7 @@ def _type_refs(profile: Profile | None, el: Json) -> list[TypeRef]:
     for t in el.get("type", []):
         targets = tuple(t.get("targetProfile", []))
         types = frozenset(filter(None, (resource_type_of_profile(profile, u) for u in targets)))
-        refs.append(TypeRef(_fhir_type(t, el["path"]), types, tuple(t.get("profile", []))))
+        refs.append(TypeRef(_fhir_type(t, el["path"]), types, tuple(t.get("profile", [])), targets))
     return refs
 
 
