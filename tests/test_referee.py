@@ -14,10 +14,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import jsonschema
 import pytest
 
 from tasks import MINIMAL
 
+from kt2conformance import _paths as paths
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.run._referee import RefereeIssue, compare, element_path
 from kt2conformance.spec._profile import load_profile
@@ -121,6 +123,8 @@ def test_validate_referee_shows_the_differences(fake_validator: str, tmp_path: P
     as_json = json.loads(_cli("validate", "--format", "json", "--referee-url", fake_validator, str(path)).stdout)
     referee = as_json[0]["referee"]
     assert (referee["oracle_valid"], referee["referee_valid"], referee["agree"]) == (False, False, True)
+    schema = json.loads((paths.PROJECT_ROOT / "docs" / "schemas" / "validate.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(as_json, schema)  # the published schema knows `referee`
     _FakeValidator.outcome = {"resourceType": "OperationOutcome", "issue": []}
     assert "DIFFERS from the oracle" in _cli("validate", "--referee-url", fake_validator, str(path)).stdout
 
