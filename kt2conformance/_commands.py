@@ -74,7 +74,7 @@ def _referee(results: list[dict[str, Any]], tasks: list[Any], where: str) -> Non
     with ExitStack() as stack:
         base_url = stack.enter_context(ReferenceServer()).base_url if where == "embedded" else where
         referees: dict[str, Referee] = {}
-        for result, task in zip(results, tasks):
+        for result, task in zip(results, tasks, strict=True):
             oracle = result["_oracle"]
             if oracle.profile.url not in referees:
                 referees[oracle.profile.url] = stack.enter_context(

@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import pytest
-
 from tasks import MINIMAL
 
 from kt2conformance import _paths as paths

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 import jsonschema
 import pytest
-
 from tasks import MINIMAL
 
 from kt2conformance import _paths as paths

@@ -22,15 +22,15 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from test_oracle_fuzz import mutated_tasks
-
 from tasks import MINIMAL
+from test_oracle_fuzz import mutated_tasks
 
 from kt2conformance import _paths as paths
 from kt2conformance.generate import _strategies as strategies
@@ -169,7 +169,7 @@ def _mutations(seed: int = 5) -> Iterator[tuple[str, str | None, Any]]:
     """Valid Tasks with one random change: a value replaced by another element's, dropped, or
     given a sibling, so that every kind of element sees wrong values of every shape."""
     rng = random.Random(seed)
-    bases = [t for _, _, t in zip(range(20), range(20), strategies.generate_valid(PROFILE, Prerequisites(), 17))]
+    bases = list(islice(strategies.generate_valid(PROFILE, Prerequisites(), 17), 20))
     for _ in range(MUTATIONS):
         task = copy.deepcopy(rng.choice(bases))
         places = _places(task)

@@ -3,7 +3,8 @@ published R4 (4.0.1) definitions as HAPI FHIR ships them in the Maven artifact
 `ca.uhn.hapi.fhir:hapi-fhir-validation-resources-r4` (the same files HAPI's validator loads).
 
     mvn -q dependency:get -Dartifact=ca.uhn.hapi.fhir:hapi-fhir-validation-resources-r4:8.2.0 -Dtransitive=false
-    .venv/bin/python tools/vendor_r4_core.py ~/.m2/repository/ca/uhn/hapi/fhir/hapi-fhir-validation-resources-r4/8.2.0/hapi-fhir-validation-resources-r4-8.2.0.jar
+    .venv/bin/python tools/vendor_r4_core.py \
+        ~/.m2/repository/ca/uhn/hapi/fhir/hapi-fhir-validation-resources-r4/8.2.0/hapi-fhir-validation-resources-r4-8.2.0.jar
 
 Not run by CI or at run time: its output is committed. Only what the oracle reads is kept (see
 KEEP): the resource StructureDefinitions' snapshots (elements, cardinality, types, bindings,

@@ -28,11 +28,13 @@ from kt2conformance.spec._tree import (
     Node,
     TypeRef,
     build_tree,
-    build_tree_of as _tree_of,
     datatype_invariants,
     datatype_template,
     resource_tree,
     resource_type_of_profile,
+)
+from kt2conformance.spec._tree import (
+    build_tree_of as _tree_of,
 )
 
 _REF = re.compile(r"(?:.*/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?")

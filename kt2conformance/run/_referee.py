@@ -51,7 +51,7 @@ def _choice_stem(part: str, other: str) -> bool:
 
 def _inside(inner: str, outer: str) -> bool:
     a, b = inner.split("."), outer.split(".")
-    return len(a) >= len(b) and all(_choice_stem(x, y) for x, y in zip(a, b))
+    return len(a) >= len(b) and all(_choice_stem(x, y) for x, y in zip(a, b, strict=False))
 
 
 @dataclass(frozen=True)
