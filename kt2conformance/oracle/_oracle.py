@@ -456,14 +456,18 @@ class _Walk:
         being outside an extensible one is no error)."""
         pair = _coding(item)
         if pair is None:
-            return
+            system = item.get("system") if isinstance(item, dict) else None
+            if not isinstance(system, str) or "code" in item or "_code" in item:
+                return
+            pair = (system, "")  # a system known in full and no code: HAPI's "Unknown code '…#null'"
         if node.binding is not None and node.binding[0] == "extensible":
             expansion = self.oracle.expansion(node.binding[1])
             if expansion is None or all(system != pair[0] for system, _ in expansion):
                 return
         codes = self.oracle.known_system(pair[0])
         if codes is not None and pair[1] not in codes:
-            self.add(key, "binding", f"{path}.code", f"{shown(pair[1])} is not a code of {pair[0]}")
+            what = f"{shown(pair[1])} is not a code of" if pair[1] else "a Coding without a code names"
+            self.add(key, "binding", f"{path}.code", f"{what} {pair[0]}")
 
     def contained(self, item: dict[str, Any], tree: Node, rtype: str, key: str, path: str) -> None:
         """A contained resource against its R4 base definition; issues go to `key` (the element
