@@ -134,8 +134,11 @@ SERVER_RULES: tuple[ServerRule, ...] = (
     ServerRule("resource-origin", "a client-set resource-origin extension is refused; the "
                "server sets its own, naming the client's Device", 400, True,
                "a Task carrying its own resource-origin extension (the protocol suite)"),
-    ServerRule("if-match", "an update needs If-Match with the current version", 412, True,
-               "an update without If-Match, or with a stale version (a lifecycle sequence)"),
+    ServerRule("if-match", "an update needs an If-Match header", 412, True,
+               "an update without If-Match (the lifecycle suite)"),
+    ServerRule("stale-version", "an update whose If-Match names an earlier version is refused",
+               409, True, "an update with the version the resource had before (the lifecycle "
+               "suite)"),
     ServerRule("delete", "a deleted resource is gone (a read answers 404 or 410)", None, True,
                "a delete confirmed by a read (a sequence, not a request body)"),
 )

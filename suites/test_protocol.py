@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from kt2conformance._koppeltaal import BASE_TASK_URL as BASE_TASK
-from kt2conformance._koppeltaal import SUBTASK_CODE, TASK_CODE_SYSTEM
+from kt2conformance._koppeltaal import PROFILE_CLAIMS, SUBTASK_CODE, TASK_CODE_SYSTEM
 from kt2conformance._vocabulary import Expectation
 from kt2conformance.run._cases import Case
 
@@ -61,4 +61,23 @@ def test_server_rule(kt, extras, key):
     cases = [Case(f"{key}#example-{i}", Expectation.REJECT, key, description, **request)
              for i, (description, request)
              in enumerate(requests(kt.created.example_task)[key], 1)]
+    kt.expect(extras, kt.check_all(cases))
+
+
+def test_every_kt2_type_needs_its_profile_claim(kt, extras):
+    """server/meta.profile for every KT2 type, not only Task: each official example the set-up
+    created, sent again without meta and with only its base profile, is refused (412)."""
+    cases = []
+    for name, body in kt.created.sent.items():
+        kind = body.get("resourceType")
+        if kind not in PROFILE_CLAIMS or kind == "Task":  # Task: test_server_rule above
+            continue
+        base = f"http://hl7.org/fhir/StructureDefinition/{kind}"
+        for i, (how, meta) in enumerate((("no meta", None), ("only the base profile", base)), 1):
+            sent = _without(body, "meta") if meta is None else {**body, "meta": {"profile": [meta]}}
+            cases.append(Case(f"server/meta.profile@{name}#example-{i}", Expectation.REJECT,
+                              "server/meta.profile", f"{kind} example with {how}", sent,
+                              resource_type=kind))
+    if not cases:
+        pytest.skip("the set-up created no example of a KT2 type other than Task")
     kt.expect(extras, kt.check_all(cases))

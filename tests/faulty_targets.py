@@ -7,7 +7,9 @@ Faults:
   the reference server, as if stored;
 - `500-on-bad-json`: a POST body that is not JSON gets a bare 500;
 - `refuses-valid`: every POSTed Task gets 422 with an OperationOutcome, valid or not;
-- `forbids-tasks`: every POSTed Task gets 403, as for a client without the right role.
+- `forbids-tasks`: every POSTed Task gets 403, as for a client without the right role;
+- `ignores-if-match`: every PUT goes on with If-Match set to the stored version (read first), as
+  if the server took no notice of the header: updates without it or with a stale one succeed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Any
 
 import httpx
 
-FAULTS = ("lets-note-through", "500-on-bad-json", "refuses-valid", "forbids-tasks")
+FAULTS = ("lets-note-through", "500-on-bad-json", "refuses-valid", "forbids-tasks",
+          "ignores-if-match")
 _HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
                "content-encoding"}
 
@@ -64,9 +67,16 @@ class _Proxy(BaseHTTPRequestHandler):
         if fault is not None:
             self._answer(*fault)
             return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if self.fault == "ignores-if-match" and self.command == "PUT":
+            current = self.http.get(self.upstream + path.removeprefix("/fhir"),
+                                    headers={"Accept": "application/fhir+json"})
+            headers = {k: v for k, v in headers.items() if k.lower() != "if-match"}
+            if current.headers.get("etag"):
+                headers["If-Match"] = current.headers["etag"]
         response = self.http.request(
             self.command, self.upstream + self.path.removeprefix("/fhir"), content=body,
-            headers={k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP})
+            headers=headers)
         headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
         self._answer(response.status_code, response.content, headers)
 

@@ -294,7 +294,7 @@ def test_lists_both_extension_slices_and_invariants(listed: dict[str, dict[str, 
     assert {k for k in listed if k.startswith("server/")} == {
         "server/meta.profile", "server/content-type", "server/json-syntax",
         "server/subtask-partOf", "server/reference-integrity", "server/resource-origin",
-        "server/if-match", "server/delete"}
+        "server/if-match", "server/stale-version", "server/delete"}
 
 
 def test_every_entry_is_well_formed(listed: dict[str, dict[str, str]]) -> None:

@@ -237,3 +237,32 @@ def test_several_profiles_in_one_run(tmp_path: Path, untouched: str) -> None:
     assert all(c["verdict"] == "pass" for c in data["cases"] if c["id"].startswith("Endpoint.status"))
     html = (tmp_path / "reports" / "report.html").read_text()
     assert "KT2Device · Device.status" in html and "KT2Endpoint · Endpoint.status" in html
+
+
+def test_task_lifecycle_conforms_on_the_embedded_target(tmp_path: Path, untouched: str) -> None:
+    """Three status transitions accepted with If-Match (a new version each, read back as sent);
+    no If-Match, a stale version and two profile violations refused with production's statuses
+    (--strict), the stored Task untouched by them; the Task deleted afterwards."""
+    result = run(tmp_path, "--target", untouched, "--strict", "--", "-k", "lifecycle")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    cases = {c["id"]: c for c in summary(tmp_path)["cases"]}
+    assert [cases[f"lifecycle/{s}"]["status"] for s in ("ready", "in-progress", "completed")] \
+        == [200, 200, 200]
+    assert (cases["lifecycle/no-if-match"]["status"], cases["lifecycle/stale-version"]["status"]) \
+        == (412, 409)
+    assert cases["lifecycle/breaks-Task.status/binding"]["status"] == 422
+    assert all(c["verdict"] == "pass" for c in cases.values())
+
+
+def test_a_server_ignoring_if_match_is_caught(tmp_path: Path, untouched: str) -> None:
+    with faulty_target(untouched, "ignores-if-match") as target:
+        result = run(tmp_path, "--target", target, "--", "-k", "lifecycle")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    data = summary(tmp_path)
+    assert data["constraints"]["server/if-match"]["enforced"] is False
+    assert data["constraints"]["server/stale-version"]["enforced"] is False
+    cases = {c["id"]: c for c in data["cases"]}
+    assert cases["lifecycle/no-if-match"]["status"] == 200
+    assert "the stored Task changed" in cases["lifecycle/no-if-match"]["reason"]
+    assert cases["lifecycle/ready"]["verdict"] == "pass"  # the valid updates still go through
+    assert "server/if-match" in result.stdout.split("not enforced (2):")[1]

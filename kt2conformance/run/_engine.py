@@ -191,6 +191,15 @@ class Engine:
             self._record(outcome)
         return outcomes
 
+    def lifecycle(self) -> list[Outcome]:
+        """The Task lifecycle sequence (run/_lifecycle.py): updates with and without If-Match,
+        a stale version, updates that break the profile; each step recorded as a case."""
+        from kt2conformance.run._lifecycle import Lifecycle
+
+        assert self.client is not None and self.tracker is not None and self.created is not None
+        return Lifecycle(self.client, self.tracker, self.options.strict,
+                         self._record).run(self.created.example_task)
+
     def _record(self, outcome: Outcome) -> None:
         """Log the case, and hand it to the reports (which keep a few a constraint in full)."""
         self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)

@@ -143,6 +143,10 @@ class Harness(Engine):
         with self._setup_errors_stop_the_run():
             return super().check_all(cases)
 
+    def lifecycle(self) -> list[Outcome]:
+        with self._setup_errors_stop_the_run():
+            return super().lifecycle()
+
     def check_property(self, extras: list[Any], name: str, strategy: SearchStrategy[Any],
                        bulk: Callable[[int], Iterator[Any]], expected: Expectation,
                        constraint: str | None, description: str,

@@ -146,6 +146,13 @@ class FhirClient:
         """POST bytes as given: for malformed JSON and wrong content types."""
         return self._request("POST", _segment(resource_type), body=body, content_type=content_type)
 
+    def update(self, resource: Mapping[str, Any], if_match: str | None = None) -> Exchange:
+        """PUT the resource to its own URL (`Type/id`), with an If-Match header when given (a
+        Koppeltaal server refuses an update without one)."""
+        path = f"{_segment(str(resource.get('resourceType', '')))}/{_segment(str(resource.get('id', '')))}"
+        return self._request("PUT", path, body=json.dumps(resource).encode(),
+                             headers={"If-Match": if_match} if if_match is not None else None)
+
     def read(self, resource_type: str, resource_id: str) -> Exchange:
         return self._request("GET", f"{_segment(resource_type)}/{_segment(resource_id)}")
 
@@ -196,9 +203,11 @@ class FhirClient:
         params: Mapping[str, str] | None = None,
         content_type: str = FHIR_JSON,
         expect_json: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> Exchange:
         request = self._http.build_request(method, f"{self.base_url}/{path}", content=body,
-                                           params=params, headers={"Content-Type": content_type})
+                                           params=params,
+                                           headers={"Content-Type": content_type, **(headers or {})})
         started = time.monotonic()
         attempt = 0
         while True:

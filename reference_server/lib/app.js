@@ -154,6 +154,7 @@ class App {
 
     const existing = id !== undefined && this.repository.exists(`${type}/${id}`)
       ? await this.repository.readResource(type, id) : undefined;
+    if (existing) requireCurrentIfMatch(req.headers['if-match'], existing);
     if (CONFORMANCE_TYPES.has(type)) {
       if (existing) this.conformance.unregister(existing);
       this.conformance.register(resource);
@@ -289,6 +290,18 @@ function parseResource(text, type) {
     throw fail(400, 'invalid', `Expected a ${type} but the body has resourceType ${JSON.stringify(resource.resourceType)}`);
   }
   return resource;
+}
+
+/**
+ * An update needs If-Match (production's EnforceIfMatchHeaderInterceptor: 412) naming the
+ * current version (HAPI: 409 for a stale one).
+ */
+function requireCurrentIfMatch(ifMatch, existing) {
+  if (!ifMatch || !ifMatch.trim()) throw fail(412, 'processing', 'If-Match header is required on updates');
+  const wanted = ifMatch.trim().replace(/^W\//, '').replace(/"/g, '');
+  if (wanted !== String(existing.meta?.versionId)) {
+    throw fail(409, 'conflict', `Trying to update ${existing.resourceType}/${existing.id}/_history/${wanted} but this is not the current version`);
+  }
 }
 
 function versionHeaders(resource) {

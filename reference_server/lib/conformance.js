@@ -155,13 +155,26 @@ function withExtensionSliceUrls(sd) {
   const ids = new Set(elements.map((e) => e.id));
   const out = [];
   for (const element of elements) {
-    out.push(element);
+    out.push(withoutRepeatingFixed(element));
     const url = element.type?.[0]?.code === 'Extension' ? element.type[0].profile?.[0] : undefined;
     if (!element.sliceName || !url || ids.has(`${element.id}.url`)) continue;
     out.push({ id: `${element.id}.url`, path: `${element.path}.url`, min: 1, max: '1',
       base: { path: 'Extension.url', min: 1, max: '1' }, type: [{ code: 'uri' }], fixedUri: canonical(url) });
   }
   return { ...sd, snapshot: { ...sd.snapshot, element: out } };
+}
+
+/**
+ * Medplum compares a fixed or pattern value with the whole array of a repeating element, so it
+ * refuses every value of KT2Endpoint.payloadType (0..*, fixed CodeableConcept), the IG's own
+ * example included. On repeating elements the value is left out here: this server does not
+ * check it (a known gap of the Node target; the HAPI target does).
+ */
+function withoutRepeatingFixed(element) {
+  const key = Object.keys(element).find((k) => k.startsWith('fixed') || k.startsWith('pattern'));
+  if (!key || element.max === '1' || element.max === '0') return element;
+  const { [key]: _dropped, ...rest } = element;
+  return rest;
 }
 
 function* jsonFiles(folder) {

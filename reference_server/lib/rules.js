@@ -13,12 +13,21 @@ const KT2TASK = 'http://koppeltaal.nl/fhir/StructureDefinition/KT2Task';
 const TASK_CODE_SYSTEM = 'http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code';
 const RELATIVE_REFERENCE = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
 
-/** server/meta.profile: HAPI's Koppeltaal set-up refuses a Task that does not claim KT2Task. */
+/** The types whose resources must claim their KT2 profile (production's repository rule). */
+const KT2_TYPES = new Set(['ActivityDefinition', 'AuditEvent', 'CareTeam', 'Device', 'Endpoint',
+  'Organization', 'Patient', 'Practitioner', 'RelatedPerson', 'Subscription', 'Task']);
+
+/**
+ * server/meta.profile: HAPI's Koppeltaal set-up refuses a resource of a KT2 type that does not
+ * claim its KT2 profile (KT2Task for a Task, KT2Patient for a Patient, ...).
+ */
 function requireTaskProfile(resource) {
-  if (resource.resourceType !== 'Task') return;
+  const type = resource.resourceType;
+  if (!KT2_TYPES.has(type)) return;
+  const wanted = type === 'Task' ? KT2TASK : `http://koppeltaal.nl/fhir/StructureDefinition/KT2${type}`;
   const declared = (resource.meta?.profile ?? []).map(canonical);
-  if (!declared.includes(KT2TASK)) {
-    throw fail(412, 'processing', `A Task must declare the profile ${KT2TASK} in meta.profile`, 'Task.meta.profile');
+  if (!declared.includes(wanted)) {
+    throw fail(412, 'processing', `A ${type} must declare the profile ${wanted} in meta.profile`, `${type}.meta.profile`);
   }
 }
 
