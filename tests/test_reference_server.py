@@ -127,6 +127,13 @@ def prerequisites(client: httpx.Client) -> None:
         assert response.status_code in (200, 201), response.text
 
 
+def kt2_patient(patient_id: str) -> dict[str, Any]:
+    """A KT2Patient the server stores at `patient_id` (the official minimal example): a Patient
+    must claim KT2Patient, as production demands of every KT2 type."""
+    patient = json.loads((FIXTURES_DIR / "Patient-patient-botje-minimaal.json").read_text(encoding="utf-8"))
+    return {**patient, "id": patient_id}
+
+
 def post_task(client: httpx.Client, task: dict[str, Any]) -> httpx.Response:
     return client.post("/Task", json=task)
 
@@ -328,7 +335,7 @@ def test_requests_without_the_token_are_401(secured: httpx.Client, authorization
 def test_the_token_opens_reads_and_writes(secured: httpx.Client) -> None:
     auth = {"Authorization": "Bearer s3cret-token"}
     assert secured.get("/Patient", headers=auth).status_code == 200
-    response = secured.put("/Patient/p1", json={"resourceType": "Patient", "id": "p1"}, headers=auth)
+    response = secured.put("/Patient/p1", json=kt2_patient("p1"), headers=auth)
     assert response.status_code == 201, response.text
 
 
@@ -398,7 +405,7 @@ def test_create_returns_201_location_etag_and_the_stored_task(client: httpx.Clie
 def test_update_bumps_the_version_and_keeps_history(client: httpx.Client, prerequisites: None) -> None:
     task = post_task(client, minimal_task()).json()
     task["status"] = "in-progress"
-    response = client.put(f"/Task/{task['id']}", json=task)
+    response = client.put(f"/Task/{task['id']}", json=task, headers={"If-Match": 'W/"1"'})
     assert response.status_code == 200, response.text
     assert response.headers["etag"] == 'W/"2"'
     assert client.get(f"/Task/{task['id']}").json()["status"] == "in-progress"
@@ -407,10 +414,23 @@ def test_update_bumps_the_version_and_keeps_history(client: httpx.Client, prereq
     assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
 
 
-def test_update_with_stale_if_match_is_412(client: httpx.Client, prerequisites: None) -> None:
+def test_update_with_stale_if_match_is_409(client: httpx.Client, prerequisites: None) -> None:
     task = post_task(client, minimal_task()).json()
-    client.put(f"/Task/{task['id']}", json=task)
-    assert_outcome(client.put(f"/Task/{task['id']}", json=task, headers={"If-Match": 'W/"1"'}), 412)
+    assert client.put(f"/Task/{task['id']}", json=task, headers={"If-Match": 'W/"1"'}).status_code == 200
+    assert_outcome(client.put(f"/Task/{task['id']}", json=task, headers={"If-Match": 'W/"1"'}), 409)
+
+
+def test_update_without_if_match_is_412(client: httpx.Client, prerequisites: None) -> None:
+    task = post_task(client, minimal_task()).json()
+    issue = assert_outcome(client.put(f"/Task/{task['id']}", json=task), 412)
+    assert "If-Match" in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("kind", ["Patient", "Device", "Endpoint"])
+def test_every_kt2_type_must_claim_its_profile(client: httpx.Client, prerequisites: None,
+                                               kind: str) -> None:
+    issue = assert_outcome(client.post(f"/{kind}", json={"resourceType": kind}), 412)
+    assert f"KT2{kind}" in issue["diagnostics"]
 
 
 def test_update_is_validated_too(client: httpx.Client, prerequisites: None) -> None:
@@ -443,7 +463,7 @@ def test_delete_then_read_is_gone(client: httpx.Client, prerequisites: None) -> 
 
 
 def test_deleting_a_referenced_resource_is_409(client: httpx.Client, prerequisites: None) -> None:
-    patient = client.put("/Patient/delete-me", json={"resourceType": "Patient", "id": "delete-me"})
+    patient = client.put("/Patient/delete-me", json=kt2_patient("delete-me"))
     assert patient.status_code == 201
     task = post_task(client, minimal_task(**{"for": {"reference": "Patient/delete-me"}})).json()
     assert_outcome(client.delete("/Patient/delete-me"), 409)
@@ -466,7 +486,7 @@ def test_search_counts_and_pages(client: httpx.Client, prerequisites: None) -> N
 
 
 def test_search_by_subject(client: httpx.Client, prerequisites: None) -> None:
-    client.put("/Patient/searched", json={"resourceType": "Patient", "id": "searched"})
+    client.put("/Patient/searched", json=kt2_patient("searched"))
     post_task(client, minimal_task(**{"for": {"reference": "Patient/searched"}}))
     found = client.get("/Task", params={"patient": "Patient/searched"}).json()
     assert [e["resource"]["for"]["reference"] for e in found["entry"]] == ["Patient/searched"]
@@ -642,12 +662,12 @@ def test_dangling_reference_inside_an_extension_is_400(client: httpx.Client, pre
 def test_reference_resolves_once_its_target_exists(client: httpx.Client, prerequisites: None) -> None:
     task = minimal_task(**{"for": {"reference": "Patient/late-arrival"}})
     assert post_task(client, task).status_code == 400
-    assert client.put("/Patient/late-arrival", json={"resourceType": "Patient", "id": "late-arrival"}).status_code == 201
+    assert client.put("/Patient/late-arrival", json=kt2_patient("late-arrival")).status_code == 201
     assert post_task(client, task).status_code == 201
 
 
 def test_reference_to_a_deleted_resource_is_400(client: httpx.Client, prerequisites: None) -> None:
-    client.put("/Patient/short-lived", json={"resourceType": "Patient", "id": "short-lived"})
+    client.put("/Patient/short-lived", json=kt2_patient("short-lived"))
     assert client.delete("/Patient/short-lived").status_code == 200
     assert_outcome(post_task(client, minimal_task(**{"for": {"reference": "Patient/short-lived"}})), 400, "Task.for")
 
