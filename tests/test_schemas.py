@@ -1,8 +1,9 @@
 """The published JSON Schemas of the harness's own outputs (docs/schemas/) hold for what the
-commands really write, and generated Tasks agree with HL7's official FHIR R4 JSON Schema
-(profiles/r4/fhir.schema.json): every valid Task passes it, a Task that breaks only a Koppeltaal
-server rule passes it too (such a Task is valid FHIR), and every unknown-element fault is refused
-by it (the schema forbids additional properties)."""
+commands really write (summary.json is checked on the main run of tests/test_suites_e2e.py), and
+generated Tasks agree with HL7's official FHIR R4 JSON Schema (profiles/r4/fhir.schema.json):
+every valid Task passes it, a Task that breaks only a Koppeltaal server rule passes it too (such
+a Task is valid FHIR), and every unknown-element fault is refused by it (the schema forbids
+additional properties)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _schema(name: str) -> dict[str, Any]:
     return json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
 
 
-def _valid(name: str, instance: Any) -> list[str]:
+def schema_errors(name: str, instance: Any) -> list[str]:
+    """Where `instance` breaks the published schema `name` ([] when it holds)."""
     validator = jsonschema.Draft202012Validator(
         _schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(instance)]
@@ -46,26 +48,16 @@ def test_schemas_refuse_what_the_contract_rules_out() -> None:
     """The schemas can fail: a record with a made-up verdict, a key that is not a key."""
     case = {"id": "x", "expected": "accept", "constraint": None, "status": 201,
             "verdict": "fine", "reason": ""}
-    assert _valid("validate.schema.json", [{"file": "a", "valid": True,
+    assert schema_errors("validate.schema.json", [{"file": "a", "valid": True,
                                             "issues": [{"severity": "error", "key": "no key",
                                                         "path": "Task", "message": ""}]}])
-    assert _valid("generate-index.schema.json", [{"file": "a.json", "expected": "maybe",
+    assert schema_errors("generate-index.schema.json", [{"file": "a.json", "expected": "maybe",
                                                   "constraint": "Task.owner/min",
                                                   "description": ""}])
     summary = json.loads((SCHEMAS.parent / "examples" / "summary.json").read_text())
-    assert _valid("summary.schema.json", summary) == []
-    assert _valid("summary.schema.json", {**summary, "cases": [case]})
-    assert _valid("summary.schema.json", {k: v for k, v in summary.items() if k != "complete"})
-
-
-def test_summary_of_a_real_run_matches_its_schema(tmp_path: Path) -> None:
-    result = subprocess.run([*CLI, "run", "--examples", "1", "--reports", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
-    assert _valid("summary.schema.json", summary) == []
-    assert summary["complete"] is True and summary["stopped"] is None
-    assert summary["totals"]["data_loss"] == 0
+    assert schema_errors("summary.schema.json", summary) == []
+    assert schema_errors("summary.schema.json", {**summary, "cases": [case]})
+    assert schema_errors("summary.schema.json", {k: v for k, v in summary.items() if k != "complete"})
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +74,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("kind", ["valid", "invalid"])
 def test_generate_index_matches_its_schema(generated: Path, kind: str) -> None:
     index = json.loads((generated / kind / "index.json").read_text(encoding="utf-8"))
-    assert index and _valid("generate-index.schema.json", index) == []
+    assert index and schema_errors("generate-index.schema.json", index) == []
 
 
 def test_validate_json_output_matches_its_schema(generated: Path) -> None:
@@ -92,7 +84,7 @@ def test_validate_json_output_matches_its_schema(generated: Path) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr  # some are invalid
     report = json.loads(result.stdout)
-    assert len(report) == len(files) and _valid("validate.schema.json", report) == []
+    assert len(report) == len(files) and schema_errors("validate.schema.json", report) == []
     assert any(entry["issues"] for entry in report)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from faulty_targets import faulty_target
+from test_schemas import schema_errors
 
 from kt2conformance.target._server import ReferenceServer
 
@@ -72,6 +73,8 @@ def test_default_run_conforms_and_writes_the_three_reports(tmp_path: Path) -> No
     assert "report.html" in result.stdout.splitlines()[-1]
     data = summary(tmp_path)
     assert [key for key in data if key in SUMMARY_KEYS] == SUMMARY_KEYS  # more keys may be added
+    assert schema_errors("summary.schema.json", data) == []  # the published schema holds
+    assert data["complete"] is True and data["stopped"] is None and data["totals"]["data_loss"] == 0
     assert data["tool"]["name"] == "kt2conformance" and data["tool"]["version"]
     assert set(data["profile"]) == {"url", "version", "package"}
     assert data["target"].startswith("http://127.0.0.1:") and data["seed"] == 0
