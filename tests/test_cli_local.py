@@ -110,7 +110,8 @@ def test_validate_hostile_json_gives_a_verdict_not_a_traceback(tmp_path: Path) -
         write(tmp_path, "surrogate.json", '{"resourceType": "Task", "\\ud800x": 1, "description": "\\udfff"}'),
         write(tmp_path, "huge.json", '{"resourceType": "Task", "extension": [{"url": "http://x", "valueInteger": '
               + "9" * 6000 + "}]}"),
-        write(tmp_path, "deep.json", '{"resourceType": "Task", "code": ' + "[" * 1500 + "]" * 1500 + "}"),
+        write(tmp_path, "deep.json", '{"resourceType": "Task", "extension": ['
+              + '{"url": "http://example.org/e", "extension": [' * 700 + "]}" * 700 + "]}"),
     ]
     for command in (CONSOLE_SCRIPT, MODULE):
         for fmt in ("text", "json"):

@@ -191,7 +191,10 @@ def test_depth_beyond_the_limit_is_an_issue_not_an_exception(shape: str) -> None
     task = copy.deepcopy(MINIMAL)
     task["extension"] = [{"url": "http://example.org/x", "extension": [_deep(20_000, shape, "x")]}]
     issues = check(task)
-    assert any(i.severity == "error" and "nest" in i.message for i in issues)
+    assert any(i.severity == "error" for i in issues)
+    # where the walk goes all the way down (nested extensions), the depth itself is reported
+    if shape == "extension":
+        assert any("nest" in i.message for i in issues)
 
 
 def test_legitimate_depth_is_validated_not_refused() -> None:

@@ -73,6 +73,12 @@ def literal_type(ref: dict[str, Any], resource: dict[str, Any]) -> str | None:
                 rtype = res.get("resourceType")
                 return rtype if isinstance(rtype, str) else None
         return None
+    return _literal_type(literal)
+
+
+@lru_cache(maxsize=4096)
+def _literal_type(literal: str) -> str | None:
+    """The resource type in a relative or absolute literal reference (`Patient/1`)."""
     m = _REF.fullmatch(literal)
     return m.group(1) if m and m.group(1) in RESOURCE_TYPES else None
 
@@ -166,6 +172,11 @@ class _Holder:
     type_code: str | None
     is_resource: bool
     extension_url: str | None
+
+
+@lru_cache(maxsize=4096)
+def _logical_path(path: str) -> str:
+    return _INDEX.sub("", path).replace("._", ".")
 
 
 def _coding(value: Any) -> tuple[str, str] | None:
@@ -485,7 +496,7 @@ class _Walk:
     def logical(self, path: str) -> str:
         """The element path of an instance path: no indexes, `_x` as `x`, and inside a
         contained resource rooted at its type (`Task.contained[0].name` -> `Organization.name`)."""
-        logical = _INDEX.sub("", path).replace("._", ".")
+        logical = _logical_path(path)
         if self.contained_at is not None and logical.startswith(self.contained_at[0]):
             logical = self.contained_at[1] + logical[len(self.contained_at[0]):]
         return logical
@@ -510,6 +521,8 @@ class _Walk:
     def invariant(self, inv: Invariant, focus: Any, key: str, path: str) -> None:
         try:
             ok = fhirpath.holds(inv.expression, focus, self.current, self.resource)
+        except RecursionError:
+            raise  # a deep Task: validate() measures it and tries again with a higher limit
         except Exception as exc:
             # The HL7 validator reports an invariant it cannot evaluate as an issue of the
             # invariant's own severity: an evaluation failure never passes as "holds".
@@ -595,6 +608,7 @@ class Oracle:
         self._placements: dict[tuple[str, str, _Holder, bool], str | None] = {}
         self._systems: dict[str, frozenset[str] | None] = {}
         self._profile_trees: dict[str, Node | None] = {}
+        self._claims: dict[tuple[str, str | None], str | None] = {}
 
     @cached_property
     def resource_type(self) -> str:
@@ -620,6 +634,12 @@ class Oracle:
         """Why a resource may not claim this profile in meta.profile: the validator checks a
         resource against every profile it claims, and refuses one it cannot find; None when
         the profile is known and is for this resource type."""
+        cache_key = (url, resource_type if isinstance(resource_type, str) else None)
+        if cache_key not in self._claims:
+            self._claims[cache_key] = self._claimed_profile(url, cache_key[1])
+        return self._claims[cache_key]
+
+    def _claimed_profile(self, url: str, resource_type: str | None) -> str | None:
         sd = self.profile.structure_definition(url)
         if sd is None:
             base = url.split("|")[0]
@@ -671,19 +691,26 @@ class Oracle:
         """Every issue of `task` against the profile (errors and warnings).
 
         `task` is JSON (a dict) or a fhir.resources model (judged as the JSON it serializes to).
-        Any JSON value is accepted. Nesting beyond MAX_DEPTH is one error (a FHIR server's
-        parser refuses such a body before validating it); anything shallower is validated in
-        full, with the recursion limit raised for a deep Task."""
+        Any JSON value is accepted. A Task deep enough to exhaust the recursion limit is
+        measured (without recursion): nesting beyond MAX_DEPTH is one error (a FHIR server's
+        parser refuses such a body before validating it); anything shallower is validated again
+        in full with the limit raised. (Deep nesting where the walk does not go, inside an
+        element that is not allowed, is reported as that element.)"""
         task = resource_json(task)
+        try:
+            return self._validate(task)
+        except RecursionError:
+            pass
+        root = self.tree.id
         depth = nesting_depth(task)
         if depth > MAX_DEPTH:
-            root = self.tree.id
             return [Issue("error", _key(root, "type"), root,
                           f"JSON nested more than {MAX_DEPTH} levels deep: not parsed by FHIR servers")]
-        if depth * _FRAMES_PER_LEVEL + 200 < sys.getrecursionlimit():
-            return self._validate(task)
         with _recursion_limit(1000 + depth * _FRAMES_PER_LEVEL):
-            return self._validate(task)
+            try:
+                return self._validate(task)
+            except RecursionError:  # the frames per level were underestimated: never a crash
+                return [Issue("error", _key(root, "type"), root, f"JSON nested {depth} levels deep: too deep to check")]
 
     def _validate(self, task: Any) -> list[Issue]:
         root = self.tree.id

@@ -49,7 +49,7 @@ class TypeRef:
     # the target profiles themselves: a contained target is checked against those at hand
     target_profiles: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def primitive(self) -> Primitive | None:
         return primitive(self.code)
 
@@ -85,7 +85,7 @@ class Node:
         """Whether JSON writes this element as an array (its base cardinality is repeating)."""
         return self.base_max is None or self.base_max > 1
 
-    @property
+    @cached_property
     def forbidden(self) -> bool:
         return self.max == 0
 
