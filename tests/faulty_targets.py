@@ -78,6 +78,10 @@ class _Proxy(BaseHTTPRequestHandler):
             self.command, self.upstream + self.path.removeprefix("/fhir"), content=body,
             headers=headers)
         headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if "location" in response.headers:  # as a reverse proxy does: the Location names us
+            headers = {k: v for k, v in headers.items() if k.lower() != "location"}
+            headers["Location"] = response.headers["location"].replace(
+                self.upstream, f"http://{self.headers.get('Host')}/fhir")
         self._answer(response.status_code, response.content, headers)
 
     def _fault(self, path: str, body: bytes) -> tuple[int, bytes, dict[str, str]] | None:
@@ -225,6 +229,9 @@ class ForwardingProxy:
             content=request.body,
             headers={k: v for k, v in request.headers.items() if k.lower() not in skip})
         headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if "location" in response.headers:  # as a reverse proxy does: the Location names us
+            headers = {k: v for k, v in headers.items() if k.lower() != "location"}
+            headers["Location"] = response.headers["location"].replace(self.upstream, self.url)
         handler.answer(response.status_code, response.content, headers)
 
 

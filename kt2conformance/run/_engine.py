@@ -40,12 +40,12 @@ from kt2conformance.run._cases import Case, property_seed, shrink
 from kt2conformance.run._options import Options
 from kt2conformance.run._report import CaseLog, Outcome, Tallies, write_summary
 from kt2conformance.run._reporting import Reporting
-from kt2conformance.run._verdicts import judge, judge_read_back
+from kt2conformance.run._verdicts import Judgement, judge, judge_read_back
 from kt2conformance.spec._constraints import Constraint, derive_constraints
 from kt2conformance.spec._profile import Profile, select_profiles
 from kt2conformance.target._auth import build_auth
 from kt2conformance.target._client import Exchange, FhirClient
-from kt2conformance.target._prerequisites import Created, Tracker, create_all, created_id
+from kt2conformance.target._prerequisites import Created, Tracker, create_all, created_id, location_problem
 from kt2conformance.target._redact import redact
 
 # Examples per property when --examples is not given: enough to find what a server lets
@@ -210,10 +210,15 @@ class Engine:
         sent_now = exchange is None
         if exchange is None:  # to the case's endpoint, whatever resourceType the body claims
             exchange = self.client.post_raw(case.resource_type, case.payload, case.content_type)
-        made = self.tracker.created(exchange) if sent_now else created_id(exchange)
+        base = self.client.base_url
+        made = self.tracker.created(exchange) if sent_now else created_id(exchange, base)
         read_back = None
         try:
             verdict = judge(case, exchange, self.options.strict)
+            distrusted = location_problem(exchange, base)
+            if distrusted is not None:
+                verdict = Judgement(Verdict.ERROR, f"HTTP {exchange.status}, but {distrusted}: "
+                                                   f"nothing is deleted on its word")
             if verdict.passed and case.expected is Expectation.ACCEPT and made:
                 read_back = self.client.read(*made)
                 verdict = judge_read_back(case.body, read_back)
@@ -324,6 +329,7 @@ class Engine:
         with SIGNALS.shielded():
             if leftovers is None:
                 leftovers = self.tracker.remaining() if self.tracker is not None else []
+            self._record_deletes()
             base = self.client.base_url if self.client is not None else self.target
             self.leftovers = [f"{base}/{made}" for made in leftovers]
             if self.client is not None:
@@ -335,6 +341,28 @@ class Engine:
             if SIGNALS.repeated and stopped:
                 stopped += f"; stopped again, {len(self.leftovers)} resources left on the target"
             return self._write_reports(stopped, reason)
+
+    def _record_deletes(self) -> None:
+        """server/delete: each resource the target still served after answering its DELETE is a
+        failing case (and stays listed as left on the target); with none, one passing case says
+        how many deletes a read confirmed."""
+        tracker = self.tracker
+        if tracker is None or tracker.keep:
+            return
+        rule_ = rule("server/delete")
+        assert rule_ is not None
+        key, description = rule_.key, rule_.description
+        for n, ((rtype, rid), check) in enumerate(sorted(tracker.kept.items()), 1):
+            case = Case(f"{key}#{n}", Expectation.REJECT, key, description, None)
+            self._record(Outcome(case, Judgement(
+                Verdict.FAIL, f"DELETE {rtype}/{rid} was answered as done, but a read still "
+                              f"finds it (HTTP {check.status}): the target kept it"),
+                check, []))
+        if not tracker.kept and tracker.confirmed and tracker.last_confirmation is not None:
+            case = Case(f"{key}#1", Expectation.REJECT, key, description, None)
+            self._record(Outcome(case, Judgement(
+                Verdict.PASS, f"{tracker.confirmed} deletes, each confirmed by a read "
+                              f"(404 or 410)"), tracker.last_confirmation, []))
 
     def _write_reports(self, stopped: str | None, reason: StopReason | None) -> RunVerdict:
         if stopped is not None:  # a set-up error may quote what a careless server said

@@ -196,6 +196,9 @@ class Harness(Engine):
         self.finish(*self._stopped(session, exitstatus))
         if SIGNALS.received:  # the shell's convention, also under plain pytest: 130, 143, 129
             session.exitstatus = SIGNALS.exit_code()
+        elif session.exitstatus == pytest.ExitCode.OK and self.outcome is not None \
+                and not self.outcome["conforms"]:  # incomplete, or a finding after the tests
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _stopped(self, session: pytest.Session,
                  exitstatus: int) -> tuple[str | None, StopReason | None]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
+
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import PREREQUISITE_ORDER
 from kt2conformance._paths import FIXTURES_DIR
@@ -83,17 +85,59 @@ def _rewrite(node: Any, resolve: Callable[[str, str], str | None]) -> Any:
     return out
 
 
-def created_id(exchange: Exchange) -> tuple[str, str] | None:
-    """(type, id) of what a create made, from the Location header or else the returned body."""
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def created_id(exchange: Exchange, base_url: str | None = None) -> tuple[str, str] | None:
+    """(type, id) of what a create made, from the Location header or else the returned body;
+    None when nothing was created or the Location cannot be trusted (see `location_problem`)."""
+    return _created(exchange, base_url)[0]
+
+
+def location_problem(exchange: Exchange, base_url: str | None) -> str | None:
+    """Why the Location of a successful create cannot be trusted (None when it can, or there is
+    none): it must name a resource of the type that was POSTed, under the target's base. A
+    Location naming anything else is never deleted on its word."""
+    return _created(exchange, base_url)[1]
+
+
+def _posted_type(exchange: Exchange) -> str | None:
+    segment = exchange.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return segment if re.fullmatch(r"[A-Z][A-Za-z]+", segment) else None
+
+
+def _created(exchange: Exchange, base_url: str | None) -> tuple[tuple[str, str] | None, str | None]:
     if exchange.status is None or not 200 <= exchange.status < 300:
-        return None
-    m = _LOCATION.search(exchange.response_headers.get("location", "").split("?")[0])
-    if m:
-        return m.group(1), m.group(2)
+        return None, None
+    posted = _posted_type(exchange)
+    location = exchange.response_headers.get("location", "").strip()
+    if location:
+        shown = location if len(location) <= 100 else location[:99] + "…"
+        try:
+            url = httpx.URL(exchange.url).join(location)
+        except (httpx.InvalidURL, ValueError):
+            return None, f"its Location {shown!r} is not a URL"
+        if base_url is None:
+            path = url.path
+            m = _LOCATION.search(path)
+            return ((m.group(1), m.group(2)) if m else None), None
+        base = httpx.URL(base_url.rstrip("/") + "/")
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port) \
+                or not url.path.startswith(base.path):
+            return None, f"its Location {shown!r} is not under the target's base {base_url}"
+        parts = url.path[len(base.path):].strip("/").split("/")
+        if not (len(parts) == 2 or (len(parts) == 4 and parts[2] == "_history")) \
+                or not _ID.match(parts[1]):
+            return None, f"its Location {shown!r} names no resource"
+        if posted is not None and parts[0] != posted:
+            return None, f"its Location {shown!r} names a {parts[0]}, not the {posted} it created"
+        return (parts[0], parts[1]), None
     body = exchange.json
-    if isinstance(body, dict) and isinstance(body.get("id"), str) and body.get("resourceType"):
-        return body["resourceType"], body["id"]
-    return None
+    if isinstance(body, dict) and isinstance(body.get("id"), str) and _ID.match(body["id"]) \
+            and isinstance(body.get("resourceType"), str) \
+            and (posted is None or body["resourceType"] == posted):
+        return (body["resourceType"], body["id"]), None
+    return None, None
 
 
 class Tracker:
@@ -105,21 +149,45 @@ class Tracker:
         self.keep = keep
         self._lock = threading.Lock()
         self._created: list[tuple[str, str]] = []
+        # resources the target answered a DELETE for but still served on reading (server/delete)
+        self.kept: dict[tuple[str, str], Exchange] = {}
+        self.confirmed = 0  # deletes confirmed by a read
+        self.last_confirmation: Exchange | None = None
 
     def created(self, exchange: Exchange) -> tuple[str, str] | None:
-        """Remember what this exchange created, if anything; returns its (type, id)."""
-        made = created_id(exchange)
+        """Remember what this exchange created, if anything; returns its (type, id). A Location
+        that names another type or lies outside the target's base is not believed."""
+        made = created_id(exchange, self.client.base_url)
         if made:
             with self._lock:
                 self._created.append(made)
         return made
 
     def delete(self, made: tuple[str, str]) -> None:
-        """Delete one created resource now (unless --keep); a failed delete is retried at the end."""
+        """Delete one created resource now (unless --keep), confirmed by a read: a 404 or 410
+        after the DELETE. A target that still serves it has kept it (`kept`: a finding, and a
+        leftover); a failed or unconfirmed delete is retried at the end."""
         if self.keep:
             return
         answer = self.client.delete(*made)
-        if answer.status is not None and (200 <= answer.status < 300 or answer.status in (404, 410)):
+        if answer.status in (404, 410):
+            gone = True
+        elif answer.status is not None and 200 <= answer.status < 300:
+            check = self.client.read(*made)
+            if check.status is not None and 200 <= check.status < 300:
+                with self._lock:
+                    self.kept[made] = check
+                    if made in self._created:
+                        self._created.remove(made)
+                return
+            gone = check.status in (404, 410)
+            if gone:
+                with self._lock:
+                    self.confirmed += 1
+                    self.last_confirmation = check
+        else:
+            gone = False
+        if gone:
             with self._lock:
                 if made in self._created:
                     self._created.remove(made)
@@ -140,11 +208,12 @@ class Tracker:
         return self.remaining()
 
     def remaining(self) -> list[str]:
-        """What is still on the target, as `Type/id`, newest first."""
+        """What is still on the target, as `Type/id`, newest first: not deleted yet, or kept by
+        the target after its DELETE."""
         if self.keep:
             return []
         with self._lock:
-            return [f"{t}/{i}" for t, i in reversed(self._created)]
+            return [f"{t}/{i}" for t, i in [*reversed(self._created), *self.kept]]
 
 
 @dataclass
