@@ -344,8 +344,8 @@ class Engine:
 
     def _record_deletes(self) -> None:
         """server/delete: each resource the target still served after answering its DELETE is a
-        failing case (and stays listed as left on the target); with none, one passing case says
-        how many deletes a read confirmed."""
+        failing case (and stays listed as left on the target). Confirmed deletes add no case:
+        the counts stay those of the Tasks and examples sent."""
         tracker = self.tracker
         if tracker is None or tracker.keep:
             return
@@ -358,11 +358,6 @@ class Engine:
                 Verdict.FAIL, f"DELETE {rtype}/{rid} was answered as done, but a read still "
                               f"finds it (HTTP {check.status}): the target kept it"),
                 check, []))
-        if not tracker.kept and tracker.confirmed and tracker.last_confirmation is not None:
-            case = Case(f"{key}#1", Expectation.REJECT, key, description, None)
-            self._record(Outcome(case, Judgement(
-                Verdict.PASS, f"{tracker.confirmed} deletes, each confirmed by a read "
-                              f"(404 or 410)"), tracker.last_confirmation, []))
 
     def _write_reports(self, stopped: str | None, reason: StopReason | None) -> RunVerdict:
         if stopped is not None:  # a set-up error may quote what a careless server said

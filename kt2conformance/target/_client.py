@@ -348,28 +348,37 @@ _INDEX = re.compile(r"\[\d+\]")
 
 def outcome_errors(body: Any) -> list[str]:
     """The error and fatal issues of an OperationOutcome, as short texts ([] when there is none)."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return []
     texts = []
-    for issue in body.get("issue") or []:
-        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
-            details: dict[str, Any] = issue["details"] if isinstance(issue.get("details"), dict) else {}
-            text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "error"
-            texts.append(" ".join(str(text).split())[:_MAX_DIAGNOSTIC])
+    for issue in _error_issues(body):
+        details: dict[str, Any] = issue["details"] if isinstance(issue.get("details"), dict) else {}
+        text = issue.get("diagnostics") or details.get("text") or issue.get("code") or "error"
+        texts.append(" ".join(str(text).split())[:_MAX_DIAGNOSTIC])
     return texts
 
 
 def outcome_elements(body: Any) -> list[str]:
     """The elements the error issues of an OperationOutcome point at (expression, else location),
     without list indexes: `Task.identifier[0].use` -> `Task.identifier.use`."""
+    found = []
+    for issue in _error_issues(body):
+        for pointer in ("expression", "location"):
+            paths = issue.get(pointer)
+            if isinstance(paths, list) and paths and isinstance(paths[0], str):
+                found.append(_INDEX.sub("", paths[0]))
+                break
+    return found
+
+
+def _error_issues(body: Any) -> list[dict[str, Any]]:
+    """The error and fatal issues of an OperationOutcome, whatever else its JSON holds: a
+    server's answer is data, and wrongly typed fields are skipped, never trusted."""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return []
-    found = []
-    for issue in body.get("issue") or []:
-        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
-            paths = issue.get("expression") or issue.get("location") or []
-            found += [_INDEX.sub("", p) for p in paths[:1] if isinstance(p, str)]
-    return found
+    issues = body.get("issue")
+    if not isinstance(issues, list):
+        return []
+    return [issue for issue in issues if isinstance(issue, dict)
+            and isinstance(issue.get("severity"), str) and issue["severity"] in ("error", "fatal")]
 
 
 def _segment(value: str) -> str:

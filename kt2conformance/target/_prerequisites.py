@@ -152,7 +152,6 @@ class Tracker:
         # resources the target answered a DELETE for but still served on reading (server/delete)
         self.kept: dict[tuple[str, str], Exchange] = {}
         self.confirmed = 0  # deletes confirmed by a read
-        self.last_confirmation: Exchange | None = None
 
     def created(self, exchange: Exchange) -> tuple[str, str] | None:
         """Remember what this exchange created, if anything; returns its (type, id). A Location
@@ -184,7 +183,6 @@ class Tracker:
             if gone:
                 with self._lock:
                     self.confirmed += 1
-                    self.last_confirmation = check
         else:
             gone = False
         if gone:
