@@ -4,7 +4,7 @@ constraint are refused with a 4xx (with --strict: 422 and an OperationOutcome). 
 break alone is skipped with the reason."""
 
 from kt2conformance._vocabulary import Expectation
-from kt2conformance.generate._strategies import generate_invalid
+from kt2conformance.generate._covering import covering_invalid
 from kt2conformance.run._plugin import HARNESS
 
 
@@ -28,5 +28,5 @@ def test_invalid_task_is_refused(kt, extras, profile, key):
     if strategy is None:
         kt.skip(key, "no generator breaks it alone")
     kt.check_property(extras, name, strategy,
-                      lambda seed: generate_invalid(profile, key, kt.prereqs, seed),
+                      lambda seed: covering_invalid(profile, key, kt.prereqs, seed),
                       Expectation.REJECT, key, constraint.description, profile.type)

@@ -3,7 +3,8 @@ header, and read back as they were sent (apart from what the server manages). A 
 resource makes the target over-strict."""
 
 from kt2conformance._vocabulary import Expectation
-from kt2conformance.generate._strategies import generate_valid, valid_tasks
+from kt2conformance.generate._covering import covering_valid
+from kt2conformance.generate._strategies import valid_tasks
 from kt2conformance.run._plugin import HARNESS
 
 
@@ -17,6 +18,6 @@ def pytest_generate_tests(metafunc):
 def test_valid_tasks_are_accepted(kt, extras, profile):
     strategy = valid_tasks(profile, kt.prereqs)
     kt.check_property(extras, kt.name_of(profile, None), strategy,
-                      lambda seed: generate_valid(profile, kt.prereqs, seed),
+                      lambda seed: covering_valid(profile, kt.prereqs, seed),
                       Expectation.ACCEPT, None,
                       f"a valid {profile.name}: must be accepted and stored as sent", profile.type)

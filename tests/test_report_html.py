@@ -35,12 +35,12 @@ def runs(reference_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
     failing = tmp_path_factory.mktemp("failing")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code0 = main(["run", "--target", reference_server.base_url, "--examples", "2",
+        code0 = main(["run", "--target", reference_server.base_url, "--examples", "2", "--no-cover",
                       "--reports", str(base), "--", "-k", SUBSET])
     with faulty_target(reference_server.base_url, "lets-note-through") as target:
         console = io.StringIO()
         with contextlib.redirect_stdout(console):
-            code1 = main(["run", "--target", target, "--examples", "2", "--reports", str(failing),
+            code1 = main(["run", "--target", target, "--examples", "2", "--no-cover", "--reports", str(failing),
                           "--baseline", str(base / "summary.json"), "--", "-k", SUBSET])
     assert (code0, code1) == (0, 1), out.getvalue()[-2000:] + console.getvalue()[-2000:]
     return {"baseline": base, "failing": failing, "console": console.getvalue()}

@@ -106,7 +106,8 @@ def test_a_full_smart_run_passes(tmp_path: Path, koppeltaal: Callable[..., Any],
             options += ["--alg", alg]
         if token_url_given:
             options += ["--token-url", kt.auth.token_url]
-        result = run_harness(tmp_path, "--target", kt.target, *options, "--examples", "1")
+        result = run_harness(tmp_path, "--target", kt.target, *options, "--examples", "1",
+                             "--no-cover")
         data = _assert_conforms(result, tmp_path)
         assert data["totals"]["cases"] > 100
         assert not kt.auth.rejections and not kt.proxy.refused
@@ -124,7 +125,7 @@ def test_short_lived_tokens_are_renewed_during_the_run(
     new ones before they run out, and no case is lost to an expired token."""
     with koppeltaal(token_lifetime=1) as kt:
         result = run_harness(tmp_path, "--target", kt.target, *_smart(keys["rsa"]),
-                             "--examples", "4")
+                             "--examples", "4", "--no-cover")
         data = _assert_conforms(result, tmp_path)
         assert data["duration_s"] > 3  # the tokens really ran out several times
         assert not kt.auth.rejections
@@ -142,7 +143,7 @@ def test_tokens_dying_before_their_time_are_replaced_on_401(
     still passes."""
     with koppeltaal(token_lifetime=300, honoured_lifetime=1) as kt:
         result = run_harness(tmp_path, "--target", kt.target, *_smart(keys["rsa"]),
-                             "--examples", "4")
+                             "--examples", "4", "--no-cover")
         data = _assert_conforms(result, tmp_path)
         assert data["duration_s"] > 3
         assert kt.proxy.refused  # the proxy did turn expired tokens away ...

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from faulty_targets import HUGE_BODY_BYTES, HostileTarget, resource_counts, run_harness
 
+from kt2conformance.target._client import MAX_BODY_BYTES
 from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server
@@ -32,7 +33,7 @@ ERROR_MODES: dict[str, tuple[str, int | None, str]] = {
     "slow": ("valid_tasks", None, "no response within 2 s (read timeout)"),
     "nonjson": (BOTH_KINDS, 200, "response body is not JSON (text/html)"),
     "empty": (BOTH_KINDS, 200, "empty response body"),
-    "huge": (BOTH_KINDS, 200, "response body larger than 1048576 bytes: cut off"),
+    "huge": (BOTH_KINDS, 200, f"response body larger than {MAX_BODY_BYTES} bytes: cut off"),
     "drop": (BOTH_KINDS, None, "connection dropped"),
     "always-429": (BOTH_KINDS, 429, "still HTTP 429 after 3 retries"),
 }
@@ -66,7 +67,7 @@ def test_unusable_answers_are_errors_not_findings(
     selection, status, phrase = ERROR_MODES[mode]
     before = resource_counts(reference_server.base_url)
     with HostileTarget(reference_server.base_url, mode) as target:
-        result = run_harness(tmp_path, "--target", target.url, "--examples", "1", "--timeout", "2",
+        result = run_harness(tmp_path, "--target", target.url, "--examples", "1", "--no-cover", "--timeout", "2",
                              "--", "-k", selection)
         deadline = time.monotonic() + 5  # huge: the proxy notes the hang-up when a write fails
         while mode == "huge" and len(target.huge_sent) < target.misbehaved < 10:
@@ -103,7 +104,7 @@ def test_throttling_is_waited_out_and_the_cases_pass(
     again, and the cases are judged on the real answers (here: conforming, exit 0)."""
     before = resource_counts(reference_server.base_url)
     with HostileTarget(reference_server.base_url, "throttle") as target:
-        result = run_harness(tmp_path, "--target", target.url, "--examples", "2", "--",
+        result = run_harness(tmp_path, "--target", target.url, "--examples", "2", "--no-cover", "--",
                              "-k", BOTH_KINDS)
         misbehaved, gaps = target.misbehaved, list(target.retry_gaps)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr

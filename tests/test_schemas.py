@@ -58,6 +58,11 @@ def test_schemas_refuse_what_the_contract_rules_out() -> None:
     assert schema_errors("summary.schema.json", summary) == []
     assert schema_errors("summary.schema.json", {**summary, "cases": [case]})
     assert schema_errors("summary.schema.json", {k: v for k, v in summary.items() if k != "complete"})
+    lossy = {**case, "verdict": "fail", "data_loss": [
+        {"path": "Task.description", "element": "Task.description", "kind": "truncated"}]}
+    assert schema_errors("summary.schema.json", {**summary, "cases": [lossy]}) == []
+    lossy["data_loss"][0]["kind"] = "lost somehow"
+    assert schema_errors("summary.schema.json", {**summary, "cases": [lossy]})
 
 
 @pytest.fixture(scope="module")

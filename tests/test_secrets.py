@@ -106,7 +106,7 @@ def test_a_bearer_token_never_appears(
     server = reference_server_factory(token=TOKEN)
     with HostileTarget(server.base_url, "echo") as target:
         result = run_harness(tmp_path, "--target", target.url, "--token", TOKEN,
-                             "--examples", "2", "--", "-k", SELECTION)
+                             "--examples", "2", "--no-cover", "--", "-k", SELECTION)
         echoed = target.misbehaved
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr
     assert echoed >= 3  # 2 valid, 2 invalid Tasks and the shrinking probes
@@ -124,7 +124,7 @@ def test_smart_credentials_never_appear(
             HostileTarget(resource.url, "echo") as target:
         auth.register(CLIENT_ID, public_jwk(private_key))
         result = run_harness(tmp_path, "--target", target.url, "--client-id", CLIENT_ID,
-                             "--private-key", str(private_key), "--examples", "2",
+                             "--private-key", str(private_key), "--examples", "2", "--no-cover",
                              "--", "-k", SELECTION)
         access_tokens, assertions = list(auth.issued), auth.assertions()
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr

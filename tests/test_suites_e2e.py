@@ -29,8 +29,9 @@ TYPES = ["Task", "Patient", "Practitioner", "CareTeam", "RelatedPerson", "Activi
 SUMMARY_KEYS = ["tool", "target", "profile", "seed", "started", "duration_s", "complete", "stopped",
                 "stopped_reason", "leftovers",
                 "profiles", "not_judged",  # added by issue 18 (several profiles a run)
-                "totals", "cases", "constraints"]  # the contract's order (docs/contract.md)
+                "requests", "totals", "cases", "constraints", "data_loss", "coverage"]  # the contract's order
 CASE_KEYS = {"id", "expected", "constraint", "status", "verdict", "reason"}
+OPTIONAL_CASE_KEYS = {"classes", "data_loss"}
 TOKEN = "e2e-secret-token-0123456789"
 
 
@@ -81,13 +82,25 @@ def test_default_run_conforms_and_writes_the_three_reports(tmp_path: Path) -> No
     totals = data["totals"]
     assert totals["cases"] == len(data["cases"]) == totals["passed"] > 100
     assert totals["failed"] == totals["errors"] == 0
-    assert all(set(c) == CASE_KEYS for c in data["cases"])
+    assert all(CASE_KEYS <= set(c) <= CASE_KEYS | OPTIONAL_CASE_KEYS for c in data["cases"])
     assert len({c["id"] for c in data["cases"]}) == len(data["cases"])
     assert "Task.note/max#1" in {c["id"] for c in data["cases"]}
     for key, tally in data["constraints"].items():
         assert set(tally) == {"cases", "failed", "enforced"}
         assert tally["enforced"] is (True if tally["cases"] else None), key
     assert data["constraints"]["server/json-syntax"]["enforced"] is True
+    # the covering set: every valid class of the catalogue sent, answered and stored as sent by
+    # the reference server; the invalid side's edges sent where a single-fault Task exists
+    assert totals["data_loss"] == 0 and data["data_loss"] == {}
+    valid = data["coverage"]["valid"]
+    assert valid["classes"] == valid["sent"] > 200 and valid["not_sent"] == {}
+    for element, classes in valid["by_element"].items():
+        for klass, seen in classes.items():
+            assert seen["sent"] == seen["answered"] == seen["passed"] >= 1, (element, klass)
+    assert "dateTime:offset-14:00" in valid["by_element"]["Task.authoredOn"]
+    invalid = data["coverage"]["invalid"]
+    assert invalid["sent"] > 0.75 * invalid["classes"] > 200
+    assert "case:READY" in invalid["by_element"]["Task.status/binding"]
     junit = ET.parse(reports / "junit.xml").getroot()
     assert int(junit.find("testsuite").get("tests")) > 100
     html = (reports / "report.html").read_text()
@@ -99,7 +112,7 @@ def test_default_run_conforms_and_writes_the_three_reports(tmp_path: Path) -> No
 
 def test_a_server_letting_note_through_is_caught(tmp_path: Path, untouched: str) -> None:
     with faulty_target(untouched, "lets-note-through") as target:
-        result = run(tmp_path, "--target", target, "--examples", "2", "--",
+        result = run(tmp_path, "--target", target, "--examples", "2", "--no-cover", "--",
                      "-k", "note or valid_tasks or example")
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr
     data = summary(tmp_path)
@@ -122,7 +135,7 @@ def test_a_server_answering_500_to_bad_json_is_caught(tmp_path: Path, untouched:
 
 def test_a_server_refusing_valid_tasks_is_caught(tmp_path: Path, untouched: str) -> None:
     with faulty_target(untouched, "refuses-valid") as target:
-        result = run(tmp_path, "--target", target, "--examples", "3", "--",
+        result = run(tmp_path, "--target", target, "--examples", "3", "--no-cover", "--",
                      "-k", "valid_tasks or example or Task.note")
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr
     data = summary(tmp_path)
@@ -187,7 +200,7 @@ def test_tokens_are_checked_and_never_reported(tmp_path: Path) -> None:
         assert wrong.returncode == 2
         assert len(wrong.stderr.splitlines()) == 1 and "401" in wrong.stderr
         before = counts(server.base_url, TOKEN)
-        result = run(tmp_path, "--target", server.base_url, "--token", TOKEN, "--examples", "2",
+        result = run(tmp_path, "--target", server.base_url, "--token", TOKEN, "--examples", "2", "--no-cover",
                      "--", "-k", "example or server_rule or Task.note")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr
         assert counts(server.base_url, TOKEN) == before

@@ -21,6 +21,7 @@ from typing import Any
 
 from kt2conformance._koppeltaal import rule
 from kt2conformance._vocabulary import ConstraintKey, Kind
+from kt2conformance.generate._catalogue import case_variants, invalid_classes, value_class
 from kt2conformance.generate._values import (
     TIME_ZONES,
     WORDS,
@@ -32,6 +33,12 @@ from kt2conformance.generate._values import (
 )
 from kt2conformance.spec._constraints import required_parts
 from kt2conformance.spec._tree import Node, TypeRef, datatype_invariants, datatype_template
+
+# Edges of the ordering invariants (inv-1, per-1): the order broken plainly; broken while the
+# local clock texts still look in order (offsets -14:00 and +14:00 hide it: a server comparing
+# the text accepts); broken by one millisecond (a server keeping whole seconds accepts).
+ORDER_EDGES = ("order:plain", "order:hidden-by-offsets", "order:one-millisecond")
+_ORDER_INVARIANTS = frozenset({"inv-1", "per-1"})
 
 
 def _locate(gen: TaskGenerator, c: Chooser, task: Task, element_id: str,
@@ -104,11 +111,103 @@ def _bad_primitive_part(code: str) -> tuple[str, str] | None:
     return None
 
 
-def _break_invariant(inv: str, c: Chooser, gen: TaskGenerator, value: Any) -> Any:
-    """A value of the element with invariant `inv` broken, or None when there is no recipe."""
+def _primitive_parts(code: str) -> list[tuple[str, str]]:
+    """(property, type) of the primitive parts of complex type `code` with invalid classes,
+    the first part of each type (Identifier -> [("use", "code"), ("system", "uri"), ...])."""
+    out: list[tuple[str, str]] = []
+    for child in datatype_template(code).values():
+        if child.name in ("id", "extension") or child.is_choice or not child.types:
+            continue
+        t = child.types[0].code
+        if child.types[0].primitive is not None and invalid_classes(t) and all(t != seen for _, seen in out):
+            out.append((child.name, t))
+    return out
+
+
+def fault_edges(gen: TaskGenerator, key: str) -> list[str]:
+    """The edges of constraint `key` a run must try, each a way to break it just outside what
+    is allowed: every invalid class of the element's primitive type (or of each primitive part
+    of its datatype: `system=uri:whitespace-in-uri`), every case variant and every near code
+    outside a bound value set, every target type the profile does not allow, both sides of an
+    ordering invariant across offsets. [] where the kind has one way only (min, max, type…)."""
+    if rule(key) is not None:
+        return []
+    parsed = ConstraintKey.parse(key)
+    if parsed.kind is Kind.CONSTRAINT and parsed.detail in _ORDER_INVARIANTS:
+        return list(ORDER_EDGES)
+    node = _node_of(gen, parsed.element)
+    if node is None or not node.types:
+        return []
+    tref = node.types[0]
+    if parsed.kind is Kind.FORMAT:
+        if tref.primitive is not None:
+            return [v.key for t in node.types for v in invalid_classes(t.code)]
+        fixed = {name for name, child in node.children.items() if child.fixed is not None}  # a slice's url
+        return [f"{name}={v.key}" for name, code in _primitive_parts(tref.code) if name not in fixed
+                for v in invalid_classes(code)]
+    if parsed.kind in (Kind.BINDING, Kind.FIXED):
+        expansion = gen.oracle.expansion(node.binding[1]) if node.binding else None
+        codes = sorted(code for _, code in expansion or ())
+        fixed_code = node.fixed[1] if node.fixed and isinstance(node.fixed[1], str) else None
+        base = [fixed_code] if fixed_code else codes
+        # every code upper-cased, the first also capitalised: a case-insensitive lookup lets any through
+        variants = [v for i, code in enumerate(base) for v in case_variants(code)[: 2 if i == 0 else 1]]
+        edges = [f"case:{v}" for v in dict.fromkeys(variants) if v not in codes]
+        if parsed.kind is Kind.BINDING:
+            return edges + [f"near:{code}" for code in _near_codes(gen, node)]
+        return edges + [f"other:{code}" for code in codes if code != fixed_code]
+    if parsed.kind is Kind.TARGET_PROFILE:
+        return [f"target:{t}" for t in sorted(t for t in gen.refs if t not in tref.target_types)]
+    return []
+
+
+def _node_of(gen: TaskGenerator, element_id: str) -> Node | None:
+    """The node of a (non-root) element id, slices included; None if the tree lacks it."""
+    node = gen.tree
+    for part in element_id.split(".")[1:]:
+        name, _, slice_name = part.partition(":")
+        child = node.children.get(name)
+        if child is None:
+            return None
+        if slice_name:
+            child = next((s for s in child.slices.values() if s.slice_name == slice_name), None)
+            if child is None:
+                return None
+        node = child
+    return None if node is gen.tree else node
+
+
+def _near_codes(gen: TaskGenerator, node: Node) -> list[str]:
+    """Codes of the bound value set's own code systems that the value set leaves out."""
+    if node.binding is None:
+        return []
+    codes = gen.oracle.expansion(node.binding[1]) or frozenset()
+    near: set[str] = set()
+    for system in {s for s, _ in codes}:
+        cs = gen.profile.code_system(system)
+        for concept in (cs or {}).get("concept", []):
+            if (system, concept.get("code")) not in codes:
+                near.add(concept["code"])
+    return sorted(near)
+
+
+def _break_invariant(inv: str, c: Chooser, gen: TaskGenerator, value: Any, edge: str | None = None) -> Any:
+    """A value of the element with invariant `inv` broken, or None when there is no recipe.
+    `edge` (one of ORDER_EDGES) picks how an ordering invariant is broken."""
     clock = c.moments(2, unique=True)
-    later = render_datetime(clock[1], c.choose(TIME_ZONES), False)
-    earlier = render_datetime(clock[0], c.choose(TIME_ZONES), False)
+    if inv in _ORDER_INVARIANTS and edge is None:
+        edge = c.choose(ORDER_EDGES)
+    if edge == "order:hidden-by-offsets":  # later in time, yet its local text is the smaller
+        at = clock[0]
+        later = render_datetime(at + dt.timedelta(hours=1), "-14:00", False)
+        earlier = render_datetime(at, "+14:00", False)
+    elif edge == "order:one-millisecond":
+        at = clock[0].replace(microsecond=500000)
+        later = render_datetime(at + dt.timedelta(milliseconds=1), "Z", True)
+        earlier = render_datetime(at, "Z", True)
+    else:
+        later = render_datetime(clock[1], c.choose(TIME_ZONES), False)
+        earlier = render_datetime(clock[0], c.choose(TIME_ZONES), False)
     recipes: dict[str, Callable[[Any], Any]] = {
         "inv-1": lambda t: {**t, "authoredOn": later, "lastModified": earlier},
         "per-1": lambda v: {**v, "start": later, "end": earlier},
@@ -143,6 +242,7 @@ class _Site:
     node: Node
     instances: list[dict[str, Any]]
     prop: str | None
+    edge: str | None = None  # one of fault_edges: the edge to break it at
 
     @property
     def tref(self) -> TypeRef:
@@ -181,25 +281,26 @@ _Fault = Callable[[_Site], "Task | None"]
 
 # -- the resource itself ---------------------------------------------------------------------
 
-def _resource_type(gen: TaskGenerator, c: Chooser, task: Task, detail: str | None) -> Task | None:
+def _resource_type(gen: TaskGenerator, c: Chooser, task: Task, detail: str | None,
+                   edge: str | None = None) -> Task | None:
     other = c.choose(["Patient", "ServiceRequest", None])
     return ({k: v for k, v in task.items() if k != "resourceType"}
             | ({"resourceType": other} if other else {}))
 
 
 def _resource_unknown(gen: TaskGenerator, c: Chooser, task: Task,
-                      detail: str | None) -> Task | None:
+                      detail: str | None, edge: str | None = None) -> Task | None:
     return {**task, c.choose(["priorityCode", "comment", "assignee"]): "x"}
 
 
 def _resource_invariant(gen: TaskGenerator, c: Chooser, task: Task,
-                        detail: str | None) -> Task | None:
+                        detail: str | None, edge: str | None = None) -> Task | None:
     assert detail is not None
-    broken: Task | None = _break_invariant(detail, c, gen, task)
+    broken: Task | None = _break_invariant(detail, c, gen, task, edge)
     return broken
 
 
-_RESOURCE_FAULTS: dict[Kind, Callable[[TaskGenerator, Chooser, Task, str | None], Task | None]] = {
+_RESOURCE_FAULTS: dict[Kind, Callable[[TaskGenerator, Chooser, Task, str | None, str | None], Task | None]] = {
     Kind.TYPE: _resource_type,
     Kind.UNKNOWN: _resource_unknown,
     Kind.CONSTRAINT: _resource_invariant,
@@ -284,6 +385,16 @@ def _type(site: _Site) -> Task | None:
 
 def _format(site: _Site) -> Task | None:
     tref = site.tref
+    if site.edge is not None:  # `[part=]type:class`: an invalid class of the catalogue
+        name, _, klass = site.edge.rpartition("=")
+        code, _, cls = klass.partition(":")
+        bad = value_class(code, cls)
+        if bad is None:
+            return None
+        if not name:
+            return site.put(bad.make()) if tref.primitive is not None else None
+        first = site.first
+        return site.put({**first, name: bad.make()}) if isinstance(first, dict) else None
     if tref.primitive is not None:
         return site.put(_BAD_FORMAT[tref.code]) if tref.code in _BAD_FORMAT else None
     part = _bad_primitive_part(tref.code)
@@ -301,7 +412,22 @@ def _unknown(site: _Site) -> Task | None:
     return site.put({**first, "unknownElement": "x"}) if isinstance(first, dict) else None
 
 
+def _near_code(site: _Site) -> Task | None:
+    """A code just outside: a case variant, a code of the same code system the value set
+    leaves out, or another code of the value set than the fixed one (the edge names it)."""
+    assert site.edge is not None
+    code = site.edge.split(":", 1)[1]
+    if site.tref.code == "code":
+        return site.put(code)
+    expansion = site.gen.oracle.expansion(site.node.binding[1]) if site.node.binding else None
+    system = min((s for s, _ in expansion or ()), default="http://example.org/cs")
+    coding = {"system": system, "code": code}
+    return site.put(coding if site.tref.code == "Coding" else {"coding": [coding]})
+
+
 def _fixed(site: _Site) -> Task | None:
+    if site.edge is not None:
+        return _near_code(site)
     node = site.node
     fixed = node.fixed[1] if node.fixed else None
     codes = site.gen.oracle.expansion(node.binding[1]) if node.binding else None
@@ -318,6 +444,8 @@ def _pattern(site: _Site) -> Task | None:
 
 
 def _binding(site: _Site) -> Task | None:
+    if site.edge is not None:
+        return _near_code(site)
     bogus = site.c.choose(["bogus", "not-in-valueset", "unknown-code"])
     code = site.tref.code
     binding = site.node.binding
@@ -399,7 +527,8 @@ def _target_profile(site: _Site) -> Task | None:
     wrong = sorted(t for t in site.gen.refs if t not in tref.target_types)
     if not wrong:
         return None
-    rtype = site.c.choose(wrong)
+    named = site.edge.split(":", 1)[1] if site.edge and site.edge.startswith("target:") else None
+    rtype = named if named in wrong else site.c.choose(wrong)
     if tref.code == "canonical":
         return site.put(f"http://example.org/fhir/{rtype}/{site.c.choose(WORDS)}")
     return site.put({"reference": site.gen.refs[rtype]})
@@ -436,7 +565,7 @@ def _invariant(site: _Site) -> Task | None:
         return None
     path = _invariant_path(site.tref.code, inv)
     if path is None:  # declared on a part of the datatype (txt-1 on Narrative.div)
-        broken = _break_invariant(inv, site.c, site.gen, first)
+        broken = _break_invariant(inv, site.c, site.gen, first, site.edge)
         return None if broken is None else site.put(broken)
     target = dict(first)
     inner = target
@@ -445,7 +574,7 @@ def _invariant(site: _Site) -> Task | None:
         parent, inner = inner, inner[name]
         if is_array:
             parent[name] = [inner]
-    broken = _break_invariant(inv, site.c, site.gen, inner)
+    broken = _break_invariant(inv, site.c, site.gen, inner, site.edge)
     if broken is None:
         return None
     inner.clear()
@@ -478,18 +607,24 @@ _ELEMENT_FAULTS: dict[Kind, _Fault] = {
 _NEEDS_VALUE = frozenset(_ELEMENT_FAULTS) - {Kind.MIN, Kind.MAX}
 
 
-def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task) -> Task | None:
+def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task,
+                edge: str | None = None) -> Task | None:
     """Apply the one fault that breaks `key` to a minimal valid `task`; None if no recipe.
     The fault is looked up by the key's kind: a Koppeltaal server rule's own fault (its row in
-    kt2conformance._koppeltaal), else the recipe for the resource, a slice or an element."""
+    kt2conformance._koppeltaal), else the recipe for the resource, a slice or an element.
+    `edge` (one of `fault_edges`) says where to break it; without one, half the time the
+    chooser draws an edge, else the kind's everyday fault."""
     server_rule = rule(key)
     if server_rule is not None:
         return None if server_rule.fault is None else server_rule.fault(c, task)
+    if edge is None:
+        edges = fault_edges(gen, key)
+        edge = c.choose(edges) if edges and c.flip() else None
     parsed = ConstraintKey.parse(key)
     clock = c.moments(4)
     if parsed.element == gen.tree.id:  # the resource itself
         resource_fault = _RESOURCE_FAULTS.get(parsed.kind)
-        return None if resource_fault is None else resource_fault(gen, c, task, parsed.detail)
+        return None if resource_fault is None else resource_fault(gen, c, task, parsed.detail, edge)
     element = gen.tree.children.get(parsed.element.split(".", 1)[1]) if parsed.element.count(".") == 1 else None
     if element is not None and any(t.code == "Resource" for t in element.types) and parsed.kind != Kind.TYPE:
         name = f"{parsed.kind}:{parsed.detail}" if parsed.detail else str(parsed.kind)
@@ -505,7 +640,7 @@ def apply_fault(gen: TaskGenerator, key: str, c: Chooser, task: Task) -> Task | 
         return None
     if not is_slice and parsed.kind in _NEEDS_VALUE and (prop is None or not node.types):
         return None
-    return fault(_Site(gen, c, task, parsed.kind, parsed.detail, holder, node, instances, prop))
+    return fault(_Site(gen, c, task, parsed.kind, parsed.detail, holder, node, instances, prop, edge))
 
 
 def _invariant_path(code: str, inv: str, seen: frozenset[str] = frozenset()) -> list[tuple[str, bool]] | None:

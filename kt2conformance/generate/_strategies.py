@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import rule
+from kt2conformance.generate._covering import breaks_only as _breaks_only
+from kt2conformance.generate._covering import error_keys as _error_keys
 from kt2conformance.generate._faults import apply_fault
 from kt2conformance.generate._values import HypothesisChooser, Prerequisites, RandomChooser, Task, TaskGenerator
-from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._constraints import derive_constraints
 from kt2conformance.spec._profile import Profile
 
@@ -44,18 +45,6 @@ def minimal_tasks(profile: Profile, prereqs: Prerequisites = Prerequisites()) ->
 
 
 _CLASSIFY_PREREQS = Prerequisites(task="Task/parent-1")
-
-
-def _error_keys(oracle: Oracle, task: Any) -> set[str]:
-    return {i.key for i in oracle.errors(task)}
-
-
-def _breaks_only(oracle: Oracle, key: str, task: Any) -> bool:
-    """Whether `task` breaks `key` and nothing else. Server rules are not profile errors: a Task
-    breaking one must be valid to the profile."""
-    if task is None:
-        return False
-    return _error_keys(oracle, task) == (set() if rule(key) is not None else {key})
 
 
 def _present(task: Task | None) -> Task:

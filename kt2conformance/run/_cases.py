@@ -41,6 +41,9 @@ class Case:
     # What the oracle says of `body`, when already known: the generators keep only Tasks the
     # oracle judged valid, or breaking exactly their key, so that verdict is not computed twice.
     oracle_keys: tuple[str, ...] | None = None
+    # The catalogue classes the body exercises, (element path or constraint key, class): what
+    # the run's coverage counts (kt2conformance.covering).
+    classes: tuple[tuple[str, str], ...] = ()
 
     @property
     def payload(self) -> bytes:

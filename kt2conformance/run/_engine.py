@@ -27,13 +27,15 @@ from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import SERVER_RULES, rule
 from kt2conformance._signals import SIGNALS
 from kt2conformance._vocabulary import Expectation, StopReason, Verdict
+from kt2conformance.generate._covering import Drawn
+from kt2conformance.generate._faults import fault_edges
 from kt2conformance.generate._strategies import (
     Prerequisites,
     invalid_tasks,
     unviolable,
     valid_tasks,
 )
-from kt2conformance.generate._values import oracle_for
+from kt2conformance.generate._values import TaskGenerator, catalogue_for, oracle_for
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.report import BaselineError, RunVerdict, load_baseline
 from kt2conformance.run._cases import Case, property_seed, shrink
@@ -54,6 +56,28 @@ VALID_EXAMPLES = 25
 INVALID_EXAMPLES = 5
 # Rules broken by the request rather than the Task body: the protocol suite covers them.
 PROTOCOL_KEYS = frozenset(r.key for r in SERVER_RULES if r.protocol_only)
+
+
+def budget(items: Iterator[Any], examples: int | None, default: int,
+           cover: bool = True) -> Iterator[Drawn]:
+    """The covering items of a bulk stream (unless not `cover`), then `examples` random ones
+    (without --examples: as many as bring the total to `default`). Plain Tasks count as random
+    ones."""
+    covering = 0
+    for item in items:
+        drawn = item if isinstance(item, Drawn) else Drawn(item, (), False)
+        if drawn.covering and not cover:
+            continue
+        if drawn.covering:
+            covering += 1
+            yield drawn
+            continue
+        wanted = examples if examples is not None else max(default - covering, 0)
+        if wanted <= 0:
+            return
+        yield drawn
+        yield from islice((i if isinstance(i, Drawn) else Drawn(i, (), False) for i in items), wanted - 1)
+        return
 
 
 class Engine:
@@ -144,6 +168,25 @@ class Engine:
     @cached_property
     def invalid_strategies(self) -> dict[str, SearchStrategy[Any]]:
         return invalid_tasks(self.profile, self.prereqs)
+
+    def catalogue(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """What a full run covers: the valid classes by element, the edges by constraint key,
+        for every profile judged (empty before the prerequisites exist: nothing was sent)."""
+        if self.created is None:
+            return {}
+        valid: dict[str, tuple[str, ...]] = {}
+        left_out: dict[str, tuple[str, ...]] = {}
+        invalid: dict[str, tuple[str, ...]] = {}
+        generators = {p.url: TaskGenerator(p, self.prereqs) for p in self.profiles}
+        for p in self.profiles:
+            listed, refused = catalogue_for(p, self.prereqs)
+            valid.update(listed)
+            left_out.update(refused)
+        for p, key in self.invalid_keys():
+            edges = tuple(fault_edges(generators[p.url], key))
+            if edges:
+                invalid[key] = edges
+        return {"valid": valid, "invalid": invalid, "valid_left_out": left_out}
 
     def unviolable_in(self, profile: Profile) -> dict[str, str]:
         """The keys of `profile` no single JSON fault breaks, with the reason."""
@@ -247,14 +290,17 @@ class Engine:
         from `bulk` (the same generator driven by a seeded random source: reproducible from
         --seed, and thousands a second, so a large run waits on the server, not on Hypothesis'
         engine), are sent as cases `name#1`..`name#N`, and if any fails, Hypothesis shrinks the
-        strategy to a minimal failing Task. Returns the outcomes and that minimal one."""
-        count = self.options.examples or (VALID_EXAMPLES if expected is Expectation.ACCEPT
-                                          else INVALID_EXAMPLES)
+        strategy to a minimal failing Task. When `bulk` yields `Drawn` items, its covering set
+        (every class of the catalogue) is always sent and --examples random ones follow (by
+        default as many as fill the default budget). Returns the outcomes and that minimal one."""
+        default = VALID_EXAMPLES if expected is Expectation.ACCEPT else INVALID_EXAMPLES
         seed = property_seed(self.options.seed, name)
         known = () if constraint is None or rule(constraint) is not None else (constraint,)
-        cases = [Case(f"{name}#{i}", expected, constraint, description, task,
-                      resource_type=resource_type, oracle_keys=known)
-                 for i, task in enumerate(islice(bulk(seed), count), 1)]
+        cases = [Case(f"{name}#{i}", expected, constraint, description, drawn.task,
+                      resource_type=resource_type, oracle_keys=known, classes=drawn.classes)
+                 for i, drawn in enumerate(budget(bulk(seed), self.options.examples, default,
+                                                  cover=not self.options.no_cover), 1)]
+        count = len(cases)
         outcomes = self.check_all(cases)
         minimal = None
         if any(o.verdict.verdict is Verdict.FAIL for o in outcomes):
@@ -380,13 +426,15 @@ class Engine:
             "profiles": [{"url": p.url, "version": p.version, "name": p.name}
                          for p in self.profiles],
             "not_judged": self.not_judged,
+            "requests": self.client.requests_sent if self.client is not None else 0,
         }
-        write_summary(self.reports / "summary.json", head, self._tallies, self.log)
+        write_summary(self.reports / "summary.json", head, self._tallies, self.log, self.catalogue())
         verdict = self.reporting.finish(head, self._tallies, self.log, self.skipped, self.junit,
                                         self.options.strict, stopped)
         self.log.close()
         comparison = self.reporting.comparison
-        self.outcome = {"target": self.target, "duration_s": duration,
+        self.outcome = {"target": self.target, "duration_s": duration, "requests": head["requests"],
+                        "data_loss": self._tallies.data_loss,
                         "totals": self._tallies.totals, "verdict": verdict.line(),
                         "conforms": verdict.outcome.name == "CONFORMS",
                         "complete": stopped is None, "leftovers": self.leftovers,

@@ -38,8 +38,11 @@ class Options:
                                           "TARGET/.well-known/smart-configuration", metavar="URL")
     profile: str | None = _option(None, "StructureDefinition file, folder or package folder "
                                         "(default: the vendored KT2Task 0.16.2)", metavar="P")
-    examples: int | None = _option(None, "Hypothesis examples per property (default: 25 valid "
-                                         "Tasks, 5 per constraint)", type=int, metavar="N")
+    examples: int | None = _option(None, "random examples per property, on top of the covering "
+                                         "set (default: as many as make 25 valid Tasks and 5 "
+                                         "per constraint)", type=int, metavar="N")
+    no_cover: bool = _option(False, "send only the random examples, not the covering set that "
+                                    "walks every class of the catalogue (a quick smoke run)")
     seed: int = _option(0, "seed of the generated Tasks (default 0)", type=int)
     strict: bool = _option(False, "demand the documented status (422 for profile violations) "
                                   "and an OperationOutcome with an error issue on every refusal")

@@ -97,7 +97,13 @@ def _print_summary(outcome: dict[str, Any], reports: Path) -> None:
     verdict rests on, the comparison with the baseline, and where the reports are."""
     print()
     print(f"kt2conformance: {outcome['verdict']}")
-    print(f"  target {outcome['target']} ({outcome['duration_s']:.1f} s)")
+    print(f"  target {outcome['target']} ({outcome['duration_s']:.1f} s, "
+          f"{outcome.get('requests', 0)} requests)")
+    lost = outcome.get("data_loss") or {}
+    if lost:
+        print(f"  data loss ({len(lost)} elements stored differently from what was sent):")
+        for element, seen in list(lost.items())[:_SUMMARY_LINES]:
+            print(f"    {element}  ({', '.join(seen['kinds'])})")
     loose = [(key, c) for key, c in outcome["constraints"].items() if c["enforced"] is False]
     if loose:
         print(f"  not enforced ({len(loose)}):")

@@ -22,11 +22,9 @@ from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import PROFILE_CLAIMS, PROFILE_VIOLATION_STATUS, rule
 from kt2conformance._vocabulary import Expectation, Problem, Verdict
 from kt2conformance.run._cases import Case
+from kt2conformance.run._readback import Difference, LossKind, stored_differences
 from kt2conformance.target._client import RETRY_STATUSES, Exchange, outcome_errors
 
-# Elements a server fills in or may rewrite on create; not compared when a Task is read back.
-SERVER_MANAGED = frozenset({"id", "text"})
-SERVER_MANAGED_META = frozenset({"versionId", "lastUpdated", "source"})
 _MAX_DIFFERENCES = 3
 
 
@@ -36,6 +34,9 @@ class Judgement:
 
     verdict: Verdict
     reason: str
+    # A valid Task accepted but read back changed (data loss: a fail on a 2xx): what changed,
+    # difference by difference (kt2conformance.run._readback). Never counted as over-strict.
+    losses: tuple[Difference, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -143,66 +144,14 @@ def judge_read_back(sent: dict[str, Any], exchange: Exchange) -> Judgement:
     if exchange.status != 200 or not isinstance(exchange.json, dict):
         answer = f"HTTP {exchange.status}"
         detail = f": {exchange.error}" if exchange.problem else _said(exchange)
-        return Judgement(Verdict.FAIL, f"accepted, but reading it back failed ({answer}{detail})")
+        lost = Difference(str(sent.get("resourceType", "Resource")), LossKind.DROPPED, sent)
+        return Judgement(Verdict.FAIL, f"accepted, but reading it back failed ({answer}{detail})",
+                         (lost,))
     differences = stored_differences(sent, exchange.json)
     if differences:
         more = len(differences) - _MAX_DIFFERENCES
-        listed = "; ".join(differences[:_MAX_DIFFERENCES]) + (f"; and {more} more" if more > 0
-                                                              else "")
-        return Judgement(Verdict.FAIL, f"accepted, but stored differently: {listed}")
+        listed = "; ".join(str(d) for d in differences[:_MAX_DIFFERENCES]) + (
+            f"; and {more} more" if more > 0 else "")
+        return Judgement(Verdict.FAIL, f"accepted, but stored differently (data loss): {listed}",
+                         tuple(differences))
     return Judgement(Verdict.PASS, "accepted and stored as sent")
-
-
-def stored_differences(sent: dict[str, Any], stored: dict[str, Any]) -> list[str]:
-    """Where the stored resource differs from the sent one, ignoring server-managed elements.
-    Of `meta` only what the client sent is compared (servers add their own bookkeeping), and
-    meta lists (profile, tag, security) need only contain what was sent."""
-    root = str(sent.get("resourceType", "Resource"))
-    ignored = SERVER_MANAGED | {"meta"}
-    out = _differences({k: v for k, v in sent.items() if k not in ignored},
-                       {k: v for k, v in stored.items() if k not in ignored}, root)
-    sent_meta: dict[str, Any] = sent["meta"] if isinstance(sent.get("meta"), dict) else {}
-    stored_meta: dict[str, Any] = stored["meta"] if isinstance(stored.get("meta"), dict) else {}
-    for key, value in sent_meta.items():
-        if key in SERVER_MANAGED_META:
-            continue
-        kept = stored_meta.get(key)
-        if isinstance(value, list) and isinstance(kept, list):
-            lost = [item for item in value if item not in kept]
-            if lost:
-                out.append(f"{root}.meta.{key}: {_show(lost)} not stored")
-        elif value != kept:
-            out.append(f"{root}.meta.{key}: sent {_show(value)}, stored {_show(kept)}")
-    return out
-
-
-def _differences(sent: Any, stored: Any, path: str) -> list[str]:
-    if isinstance(sent, dict) and isinstance(stored, dict):
-        out: list[str] = []
-        for key in sorted(sent.keys() | stored.keys()):
-            if key not in stored:
-                out.append(f"{path}.{key}: sent, not stored")
-            elif key not in sent:
-                out.append(f"{path}.{key}: stored {_show(stored[key])}, not sent")
-            else:
-                out += _differences(sent[key], stored[key], f"{path}.{key}")
-        return out
-    if isinstance(sent, list) and isinstance(stored, list) and len(sent) == len(stored):
-        out = []
-        for i, (a, b) in enumerate(zip(sent, stored, strict=True)):
-            out += _differences(a, b, f"{path}[{i}]")
-        return out
-    if sent == stored and type(sent) is type(stored):
-        return []
-    if _number(sent) and _number(stored) and sent == stored:
-        return []  # 1 and 1.0 are the same JSON number
-    return [f"{path}: sent {_show(sent)}, stored {_show(stored)}"]
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

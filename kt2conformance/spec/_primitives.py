@@ -36,6 +36,7 @@ class Primitive:
     code: str
     kind: str  # "string", "boolean", "integer" or "number": the JSON type it takes
     pattern: re.Pattern[str] | None
+    max_length: int | None = None  # the definition's maxLength (string: 1 MiB), in characters
 
     def check(self, value: object) -> tuple[str, str] | None:
         """Why `value` is not a valid JSON representation of this type, as (kind, message) with
@@ -64,6 +65,8 @@ class Primitive:
             if len(value) > MAX_STRING // 2 and _utf16_length(value) > MAX_STRING:
                 return "format", f"a {self.code} of {_utf16_length(value)} characters: more than 1 MiB ({MAX_STRING})"
             text = value
+        if self.max_length is not None and len(text) > self.max_length:
+            return "format", f"{len(text)} characters: longer than the {self.max_length} {self.code} allows"
         if self.pattern is not None and not self.pattern.fullmatch(text):
             return "format", f"{_short(text)} is not a valid {self.code}"
         if self.code in _DATED and not _real_date(text):
@@ -138,4 +141,5 @@ def primitive(code: str) -> Primitive | None:
     regex = next((x["valueString"] for x in type_ref.get("extension", []) if x["url"] == _REGEX_EXT), None)
     if kind == "number":
         regex = None  # a JSON number is already lexically a decimal
-    return Primitive(code, kind, re.compile(xsd_regex(regex)) if regex else None)
+    return Primitive(code, kind, re.compile(xsd_regex(regex)) if regex else None,
+                     value_el.get("maxLength"))

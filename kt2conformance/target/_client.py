@@ -30,7 +30,7 @@ from kt2conformance._vocabulary import Problem
 from kt2conformance.target._redact import redact, redact_headers
 
 FHIR_JSON = "application/fhir+json"
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a read-back may hold several 1 MiB strings
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 503})
 # request headers that add nothing to a reproducer line
@@ -46,7 +46,7 @@ class Exchange:
     empty or too large body, unfollowed redirect, still throttled after the retries), and
     `error` says it to a person. A set `problem` with a set `status` means the server did
     answer, but not usably. Header names are lower case.
-    The response body is kept up to the client's bound (1 MiB by default)."""
+    The response body is kept up to the client's bound (8 MiB by default)."""
 
     method: str
     url: str
@@ -127,6 +127,7 @@ class FhirClient:
         self._next_slot = 0.0
         self._rate_lock = threading.Lock()
         self._hurry = threading.Event()
+        self.requests_sent = 0  # every HTTP request, retries included (summary.json: requests)
         self._http = httpx.Client(
             auth=auth,
             timeout=httpx.Timeout(timeout[1], connect=timeout[0]),
@@ -212,6 +213,8 @@ class FhirClient:
         attempt = 0
         while True:
             self._throttle()
+            with self._rate_lock:
+                self.requests_sent += 1
             outcome = self._send_once(request, body, expect_json)
             exchange = outcome.exchange
             wait = self._retry_wait(method, outcome, attempt)
