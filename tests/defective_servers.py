@@ -367,9 +367,11 @@ class DefectiveServer(ForwardingProxy):
             task_id = location.split("/Task/")[1].split("/")[0]
             with self.lock:
                 self._altered[task_id] = altered
-        handler.answer(response.status_code, response.content,
-                       {k: v for k, v in response.headers.items()
-                        if k.lower() in ("content-type", "location", "etag", "last-modified")})
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() in ("content-type", "etag", "last-modified")}
+        if location:  # as a reverse proxy does: the Location names this server
+            headers["Location"] = location.replace(self.upstream, self.url)
+        handler.answer(response.status_code, response.content, headers)
 
     def _read_altered(self, handler: _ForwardingHandler, request: Incoming) -> bool:
         task_id = request.path.split("/fhir/Task/")[1] if request.path.startswith("/fhir/Task/") else ""
