@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ from hypothesis.strategies import SearchStrategy
 from kt2conformance._vocabulary import Expectation
 from kt2conformance.target._client import FHIR_JSON
 
-# A remote server answers in tenths of a second: shrinking stops after this many requests and
-# reports the smallest failing Task found so far.
+# A remote server answers in tenths of a second: shrinking stops after this many requests, or
+# when its deadline passes, and reports the smallest failing Task found so far.
 SHRINK_BUDGET = 200
 
 
@@ -65,16 +66,17 @@ def _settings(count: int, phases: list[Phase]) -> settings:
 
 
 def shrink(strategy: SearchStrategy[Any], count: int, property_seed_: int,
-           fails: Callable[[Any], bool]) -> Any | None:
+           fails: Callable[[Any], bool], deadline: float | None = None) -> Any | None:
     """The smallest example for which `fails` holds, found by Hypothesis' shrinker (None when
     the failure does not show again, e.g. a flaky server). `fails` sends a request per call, so
-    calls are capped at SHRINK_BUDGET; past it the smallest failing example so far is returned."""
+    calls are capped at SHRINK_BUDGET and end at `deadline` (time.monotonic()); past either the
+    smallest failing example so far is returned."""
     smallest: list[Any] = []
     calls = 0
 
     def condition(example: Any) -> bool:
         nonlocal calls
-        if calls >= SHRINK_BUDGET:
+        if calls >= SHRINK_BUDGET or (deadline is not None and time.monotonic() > deadline):
             return False
         calls += 1
         if fails(example):

@@ -40,6 +40,7 @@ from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.report import BaselineError, RunVerdict, load_baseline
 from kt2conformance.run._cases import Case, property_seed, shrink
 from kt2conformance.run._options import Options
+from kt2conformance.run._progress import Progress
 from kt2conformance.run._report import CaseLog, Outcome, Tallies, write_summary
 from kt2conformance.run._reporting import Reporting
 from kt2conformance.run._verdicts import Judgement, judge, judge_read_back
@@ -54,6 +55,11 @@ from kt2conformance.target._redact import redact
 # through, few enough that a default run against the embedded server takes about a minute.
 VALID_EXAMPLES = 25
 INVALID_EXAMPLES = 5
+# Shrinking a failure to its smallest Task costs requests: against a badly broken server every
+# property fails, so each gets at most SHRINK_SECONDS and the whole run SHRINK_RUN_SECONDS;
+# failures found after that are shown by their first failing case, without a minimal one.
+SHRINK_SECONDS = 15.0
+SHRINK_RUN_SECONDS = 120.0
 # Rules broken by the request rather than the Task body: the protocol suite covers them.
 PROTOCOL_KEYS = frozenset(r.key for r in SERVER_RULES if r.protocol_only)
 
@@ -129,6 +135,8 @@ class Engine:
         self._clock = time.monotonic()
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency)
         self._tallies = Tallies()
+        self._shrink_left = SHRINK_RUN_SECONDS
+        self.progress: Progress | None = None  # set by whoever knows the expected total
         self._strategies: dict[str, dict[str, SearchStrategy[Any]]] = {}
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -247,6 +255,8 @@ class Engine:
         """Log the case, and hand it to the reports (which keep a few a constraint in full)."""
         self.log.write(outcome.case, outcome.exchange.status, outcome.verdict)
         self.reporting.record(outcome)
+        if self.progress is not None:
+            self.progress.add()
 
     def _probe(self, case: Case, exchange: Exchange | None = None) -> Outcome:
         assert self.client is not None and self.tracker is not None
@@ -321,6 +331,10 @@ class Engine:
                 template: Case) -> Outcome | None:
         """The outcome of the smallest failing Task (not recorded as a case: shrinking probes
         the server many times; the cases are the drawn examples)."""
+        if self._shrink_left <= 0:
+            return None
+        started = time.monotonic()
+        deadline = started + min(SHRINK_SECONDS, self._shrink_left)
         last: list[Outcome] = []
         stopped: list[UsageError] = []
 
@@ -340,7 +354,10 @@ class Engine:
                 return True
             return False
 
-        found = shrink(strategy, count, seed, fails)
+        try:
+            found = shrink(strategy, count, seed, fails, deadline)
+        finally:
+            self._shrink_left -= time.monotonic() - started
         if stopped:
             raise stopped[0]
         return last[0] if found is not None and last else None

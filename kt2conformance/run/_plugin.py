@@ -30,8 +30,9 @@ from kt2conformance._signals import SIGNALS
 from kt2conformance._vocabulary import Expectation, StopReason, Verdict
 from kt2conformance.report import anchor
 from kt2conformance.run._cases import Case
-from kt2conformance.run._engine import Engine
+from kt2conformance.run._engine import INVALID_EXAMPLES, VALID_EXAMPLES, Engine
 from kt2conformance.run._options import Options, add_options
+from kt2conformance.run._progress import Progress
 from kt2conformance.run._report import Outcome
 from kt2conformance.target._client import Exchange
 from kt2conformance.target._redact import redact
@@ -189,10 +190,26 @@ class Harness(Engine):
 
     # -- pytest hooks ----------------------------------------------------------------------------
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The expected number of cases, for the progress line on a terminal: each property
+        sends --examples Tasks (or the defaults), every other test one case."""
+        total = 0
+        for item in session.items:
+            name = getattr(item, "originalname", item.name)
+            if name == "test_valid_tasks_are_accepted":
+                total += self.options.examples or VALID_EXAMPLES
+            elif name == "test_invalid_task_is_refused":
+                total += self.options.examples or INVALID_EXAMPLES
+            else:
+                total += 1
+        self.progress = Progress(total)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Clean up the target, then write the reports (before pytest-html renders, which asks
         for the engine's section). Runs after failures, pytest.exit and Ctrl-C too."""
+        if self.progress is not None:
+            self.progress.close()
         self.finish(*self._stopped(session, exitstatus))
         if SIGNALS.received:  # the shell's convention, also under plain pytest: 130, 143, 129
             session.exitstatus = SIGNALS.exit_code()
