@@ -230,8 +230,9 @@ def load_profile(location: str | Path | None = None) -> Profile:
     path = Path(location) if location is not None else paths.DEFAULT_PROFILE_DIR
     if not path.exists():
         # A bare package name under profiles/ (e.g. `koppeltaalv2.00-0.16.2`), or a profile's name.
-        if location is not None and (paths.PROFILES_DIR / str(location)).exists():
-            path = paths.PROFILES_DIR / str(location)
+        candidates = [folder / str(location) for folder in (paths.USER_PROFILES_DIR, paths.PROFILES_DIR)]
+        if location is not None and any(p.exists() for p in candidates):
+            path = next(p for p in candidates if p.exists())
         elif location is not None and (named := _named(str(location))) is not None:
             path = named
         elif "/" in str(location) or str(location).endswith(".json"):

@@ -90,7 +90,7 @@ def fetch_command(package: str, version: str, registry: str, dest: str | Path | 
         raise UsageError(f"not a package name: {package!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", version):
         raise UsageError(f"not a package version: {version!r}")
-    target = Path(dest) if dest is not None else paths.PROFILES_DIR
+    target = Path(dest) if dest is not None else paths.USER_PROFILES_DIR
     folder = target / f"{package}-{version}"
     if folder.exists():
         raise UsageError(f"{folder} already exists: remove it first, or pass another --dest")
