@@ -116,7 +116,10 @@ class Lifecycle:
                 verdict = Judgement(Verdict.FAIL, f"accepted the update, but the version did not "
                                     f"increase ({version} -> {new})")
         self._finish(case, exchange, verdict, read_back)
-        return new if verdict.passed else version
+        # the next step's baseline is what is stored, also when this step was judged a failure
+        # (stored differently, version not increased): else every later step would be stale
+        stored = exchange.status is not None and 200 <= exchange.status < 300
+        return (new or version) if stored else version
 
     def _refused(self, case: Case, task_id: str, if_match: str | None,
                  version: str | None) -> str | None:
