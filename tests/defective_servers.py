@@ -336,15 +336,17 @@ class DefectiveServer(ForwardingProxy):
             first = self._task_posts == 1
         if not isinstance(task, dict) or first:
             return False
-        if self.defect.refuse(task):
+        try:  # a defect meets the harness' malformed Tasks too: where it cannot apply, it does not
+            refused = self.defect.refuse(task)
+            changed = self.defect.transform(json.loads(request.body)) if self.defect.transform else task
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+            return False
+        if refused:
             with self.lock:
                 self.applied += 1
             handler.answer(422, {"resourceType": "OperationOutcome", "issue": [
                 {"severity": "error", "code": "processing", "diagnostics": self.defect.description}]})
             return True
-        if self.defect.transform is None:
-            return False
-        changed = self.defect.transform(json.loads(request.body))
         if changed == task:
             return False
         with self.lock:
