@@ -1,8 +1,9 @@
-"""Measures the embedded reference server: start-up time, resident memory and sequential POST
-throughput for accepted (201) and refused (422) Tasks. Plain Python; prints the figures that
-reference_server/README.md quotes.
+"""Measures the embedded reference server (HAPI FHIR 8.2): start-up time (to the first line, which
+the server prints once the validator is warm), the latency of the first validation, sequential
+and concurrent POST throughput for accepted (201) and refused (422) Tasks, and resident memory.
+Plain Python; prints the figures the README's Performance table quotes.
 
-    .venv/bin/python benchmarks/bench_reference_server.py [--requests 500] [--starts 5]
+    .venv/bin/python benchmarks/bench_reference_server.py [--requests 500] [--starts 3] [--concurrency 4]
 
 Traffic goes to the server on 127.0.0.1 only, in bounded loops.
 """
@@ -12,13 +13,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from kt2conformance._koppeltaal import KT2TASK_URL
-from kt2conformance.target._server import ReferenceServer
+from kt2conformance.target._server import ReferenceServer, ensure_jar
 
 TASK: dict[str, Any] = {
     "resourceType": "Task",
@@ -26,10 +28,9 @@ TASK: dict[str, Any] = {
     "identifier": [{"system": "http://example.org/task", "value": "bench"}],
     "status": "ready",
     "intent": "order",
-    "for": {"reference": "Patient/bench-patient"},
-    "owner": {"reference": "Practitioner/bench-practitioner"},
 }
-INVALID_TASK: dict[str, Any] = {**TASK, "note": [{"text": "max 0 in KT2Task"}]}
+INVALID_TASK: dict[str, Any] = {**TASK, "status": "bogus"}  # required binding: the validator's 422
+KT2 = "http://koppeltaal.nl/fhir/StructureDefinition/"
 WARM_UP = 50
 
 
@@ -45,7 +46,8 @@ def rss_mib(pid: int) -> float | None:
 
 
 def measure_start(starts: int) -> list[float]:
-    """Seconds from start() to a server answering GET /metadata, once per start."""
+    """Seconds from start() (java launched) to a warm server answering GET /metadata."""
+    ensure_jar()
     durations = []
     for _ in range(starts):
         began = time.perf_counter()
@@ -54,16 +56,37 @@ def measure_start(starts: int) -> list[float]:
     return durations
 
 
+def post(client: httpx.Client, body: dict[str, Any], expected: int) -> float:
+    began = time.perf_counter()
+    response = client.post("/Task", json=body)
+    elapsed = time.perf_counter() - began
+    if response.status_code != expected:
+        raise SystemExit(f"expected {expected}, got {response.status_code}: {response.text[:300]}")
+    created = response.headers.get("location")
+    if created:  # keep the store small and the figures about validation, not memory growth
+        client.delete(created.split("/fhir/")[1].split("/_history")[0])
+    return elapsed
+
+
 def measure_posts(client: httpx.Client, body: dict[str, Any], expected: int, count: int) -> list[float]:
     """Latency in seconds of `count` sequential POST /Task calls that must all answer `expected`."""
-    latencies = []
-    for _ in range(count):
-        began = time.perf_counter()
-        response = client.post("/Task", json=body)
-        latencies.append(time.perf_counter() - began)
-        if response.status_code != expected:
-            raise SystemExit(f"expected {expected}, got {response.status_code}: {response.text[:300]}")
-    return latencies
+    return [post(client, body, expected) for _ in range(count)]
+
+
+def measure_concurrent(base: str, body: dict[str, Any], expected: int, count: int,
+                       concurrency: int) -> float:
+    """POSTs per second with `concurrency` clients sending `count` POSTs in all."""
+    clients = [httpx.Client(base_url=base, headers=HEADERS, timeout=60.0) for _ in range(concurrency)]
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda i: post(clients[i % concurrency], body, expected), range(count)))
+    elapsed = time.perf_counter() - began
+    for c in clients:
+        c.close()
+    return count / elapsed
+
+
+HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 
 
 def report(label: str, latencies: list[float]) -> None:
@@ -76,27 +99,37 @@ def report(label: str, latencies: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500, help="POSTs per case (default 500)")
-    parser.add_argument("--starts", type=int, default=5, help="start-ups to time (default 5)")
+    parser.add_argument("--starts", type=int, default=3, help="start-ups to time (default 3)")
+    parser.add_argument("--concurrency", type=int, default=4, help="clients for the concurrent case")
     args = parser.parse_args()
 
     starts = measure_start(args.starts)
-    print(f"start-up to first GET /metadata: median {statistics.median(starts):.2f} s "
-          f"(min {min(starts):.2f}, max {max(starts):.2f}, {len(starts)} starts)")
+    print(f"start-up to a warm server answering GET /metadata: median {statistics.median(starts):.1f} s "
+          f"(min {min(starts):.1f}, max {max(starts):.1f}, {len(starts)} starts)")
 
     with ReferenceServer() as server:
         assert server.pid is not None
         print(f"RSS after start: {rss_mib(server.pid) or float('nan'):.0f} MiB")
-        headers = {"Content-Type": "application/fhir+json"}
-        with httpx.Client(base_url=server.base_url, headers=headers, timeout=30.0) as client:
-            client.put("/Patient/bench-patient", json={"resourceType": "Patient", "id": "bench-patient"})
-            client.put("/Practitioner/bench-practitioner",
-                       json={"resourceType": "Practitioner", "id": "bench-practitioner"})
-            measure_posts(client, TASK, 201, WARM_UP)
-            measure_posts(client, INVALID_TASK, 422, WARM_UP)
+        with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=60.0) as client:
+            refs = {}
+            for rtype in ("Patient", "Practitioner"):
+                answer = client.post(f"/{rtype}", json={"resourceType": rtype, "meta": {"profile": [KT2 + "KT2" + rtype]}})
+                refs[rtype] = f"{rtype}/{answer.json()['id']}"
+            valid = {**TASK, "for": {"reference": refs["Patient"]}, "owner": {"reference": refs["Practitioner"]}}
+            invalid = {**INVALID_TASK, "for": valid["for"], "owner": valid["owner"]}
+            first = post(client, valid, 201)
+            print(f"first validation (POST of a valid Task right after start): {first * 1000:.0f} ms")
+            measure_posts(client, valid, 201, WARM_UP)
+            measure_posts(client, invalid, 422, WARM_UP)
             report(f"POST valid Task -> 201 ({args.requests} sequential)",
-                   measure_posts(client, TASK, 201, args.requests))
+                   measure_posts(client, valid, 201, args.requests))
             report(f"POST invalid Task -> 422 ({args.requests} sequential)",
-                   measure_posts(client, INVALID_TASK, 422, args.requests))
+                   measure_posts(client, invalid, 422, args.requests))
+            for body, status in ((valid, 201), (invalid, 422)):
+                rate = measure_concurrent(server.base_url, body, status, args.requests, args.concurrency)
+                print(f"POST -> {status} with {args.concurrency} concurrent clients: {rate:.0f} req/s")
+            for i in range(1000):
+                assert client.post("/Task", json=valid).status_code == 201, i
             stored = client.get("/Task", params={"_summary": "count"}).json()["total"]
         print(f"RSS after {stored} stored Tasks: {rss_mib(server.pid) or float('nan'):.0f} MiB")
 

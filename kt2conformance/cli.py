@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--token", help="require this bearer token")
+    p.add_argument("--smart-client-id", metavar="ID",
+                   help="SMART Backend Services mode: register this client (also its Device id)")
+    p.add_argument("--smart-client-key", metavar="FILE",
+                   help="the client's key: public key PEM, JWKS, or the private key PEM it signs with")
+    p.add_argument("--token-lifetime", type=int, metavar="S",
+                   help="seconds an access token lives in SMART mode (default 300)")
     _add_profile(p)
 
     p = sub.add_parser("run", help="run the conformance suites against a target")
@@ -95,7 +101,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if args.command == "serve":
         from kt2conformance.target._server import serve
 
-        return serve(args.host, args.port, args.token, args.profile)
+        return serve(args.host, args.port, args.token, args.profile, args.smart_client_id,
+                     args.smart_client_key, args.token_lifetime)
     if args.command == "run":
         from kt2conformance.run._options import Options
         from kt2conformance.run._runner import run

@@ -1,6 +1,7 @@
 """The rules a Koppeltaal server enforces beyond the profile, each with hand-made requests built
 from the example Task: a missing KT2Task profile claim, a wrong Content-Type, a body that is not
-JSON, a `view` sub-Task without partOf, a reference to a resource that does not exist."""
+JSON, a `view` sub-Task without partOf, a reference to a resource that does not exist, a Task
+that sets its own resource-origin (the server's extension)."""
 
 import json
 import uuid
@@ -8,7 +9,7 @@ import uuid
 import pytest
 
 from kt2conformance._koppeltaal import BASE_TASK_URL as BASE_TASK
-from kt2conformance._koppeltaal import PROFILE_CLAIMS, SUBTASK_CODE, TASK_CODE_SYSTEM
+from kt2conformance._koppeltaal import PROFILE_CLAIMS, RESOURCE_ORIGIN_URL, SUBTASK_CODE, TASK_CODE_SYSTEM
 from kt2conformance._vocabulary import Expectation
 from kt2conformance.run._cases import Case
 
@@ -20,7 +21,12 @@ def _without(task, key):
     return {k: v for k, v in task.items() if k != key}
 
 
-def requests(task):
+def _with_origin(task, device):
+    origin = {"url": RESOURCE_ORIGIN_URL, "valueReference": {"reference": device, "type": "Device"}}
+    return {**task, "extension": [*task.get("extension", []), origin]}
+
+
+def requests(task, device="Device/unknown"):
     """rule -> [(description, keyword arguments of its Case)]: the example Task, broken once."""
     text = json.dumps(task)
     missing = f"missing-{uuid.UUID(int=0)}"
@@ -49,6 +55,12 @@ def requests(task):
              {"body": {**task, "requester": {"reference": f"Practitioner/{missing}",
                                              "type": "Practitioner"}}}),
         ],
+        "server/resource-origin": [
+            ("resource-origin set by the client, naming an existing Device",
+             {"body": _with_origin(task, device)}),
+            ("resource-origin set by the client, naming a Device that does not exist",
+             {"body": _with_origin(task, f"Device/{missing}")}),
+        ],
     }
 
 
@@ -60,7 +72,7 @@ def test_server_rule(kt, extras, key):
     # ids apart from the generated cases of the same rule (`key#1`…) in the invalid suite
     cases = [Case(f"{key}#example-{i}", Expectation.REJECT, key, description, **request)
              for i, (description, request)
-             in enumerate(requests(kt.created.example_task)[key], 1)]
+             in enumerate(requests(kt.created.example_task, kt.prereqs.device)[key], 1)]
     kt.expect(extras, kt.check_all(cases))
 
 

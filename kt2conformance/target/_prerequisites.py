@@ -3,8 +3,9 @@
 A Koppeltaal server refuses a Task whose references do not resolve, so before any Task is sent
 the official example resources in `fixtures/` are created on the target. The server assigns the
 ids (POST), so they are created in dependency order and each one's references are rewritten to
-what was already created; a reference nothing can satisfy (a Device's origin) is dropped, with
-its extension. Last, the example Task is created as the parent for sub-Tasks.
+what was already created; a reference nothing can satisfy is dropped, with its extension. A
+client-set `resource-origin` (some official examples carry one) is stripped: the server sets its
+own and refuses the client's. Last, the example Task is created as the parent for sub-Tasks.
 
 Every resource the run creates goes through the `Tracker`, which deletes it: Tasks right after
 their check, the prerequisites at the end of the run, also after failures and Ctrl-C.
@@ -27,6 +28,7 @@ from kt2conformance._koppeltaal import PREREQUISITE_ORDER
 from kt2conformance._paths import FIXTURES_DIR
 from kt2conformance.generate._values import Prerequisites
 from kt2conformance.target._client import Exchange, FhirClient, outcome_errors
+from kt2conformance.target._origin import without_resource_origin
 
 EXAMPLE_TASK = FIXTURES_DIR / "Task-example.json"
 # Prerequisites field for each type the Task generators refer to.
@@ -239,7 +241,8 @@ def create_all(client: FhirClient, tracker: Tracker) -> Created:
 
     for path in fixture_files():
         original = load(path)
-        resource = rewrite_references({k: v for k, v in original.items() if k != "id"}, resolve)
+        resource = rewrite_references(
+            without_resource_origin({k: v for k, v in original.items() if k != "id"}), resolve)
         exchange = client.create(resource)
         exchanges[path.stem], sent[path.stem] = exchange, resource
         _stop_on_refused_credentials(exchange)
@@ -265,7 +268,8 @@ def create_all(client: FhirClient, tracker: Tracker) -> Created:
 def example_task(prereqs: Prerequisites) -> dict[str, Any]:
     """The example Task of `fixtures/`, its placeholder references pointing at the prerequisites."""
     by_type = {t: getattr(prereqs, field) for t, field in FIELDS.items()}
-    task: dict[str, Any] = rewrite_references(load(EXAMPLE_TASK), lambda rtype, _id: by_type.get(rtype))
+    task: dict[str, Any] = rewrite_references(without_resource_origin(load(EXAMPLE_TASK)),
+                                              lambda rtype, _id: by_type.get(rtype))
     return task
 
 

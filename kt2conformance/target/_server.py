@@ -1,10 +1,11 @@
-"""Starts and stops the embedded reference Koppeltaal server (`reference_server/server.js`, Node).
+"""Starts and stops the embedded reference Koppeltaal server (`reference_server/`, Java).
 
-The harness needs a server that behaves like the production Koppeltaal HAPI server to test itself
-and to give `kt2conformance run` a default target. No Java FHIR server installs here, so the
-reference server is a small Node process; this module owns its life cycle: it starts node in its
-own process group, waits until it listens, and kills the whole group when done, also when the
-interpreter exits, so no server outlives a test run.
+The harness needs a server that behaves like the production Koppeltaal server to test itself and
+to give `kt2conformance run` a default target: production's own stack, HAPI FHIR 8.2 with the
+Koppeltaal server's layers, built with Maven into `reference_server/target/`. This module finds
+(or builds) the jar and owns the server's life cycle: it starts java in its own process group,
+waits until it listens, and kills the whole group when done, also when the interpreter exits, so
+no server outlives a test run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -25,11 +27,17 @@ from types import TracebackType
 import httpx
 
 from kt2conformance._errors import UsageError
-from kt2conformance._paths import REFERENCE_SERVER_DIR
+from kt2conformance._paths import DEFAULT_PROFILE_DIR, REFERENCE_SERVER_DIR
 
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0  # a JVM on a busy 2-core machine; a healthy start takes seconds
 STOP_TIMEOUT_S = 5.0
-MIN_NODE = (20, 19)
+BUILD_TIMEOUT_S = 900.0
+MIN_JAVA = 17
+JAR = REFERENCE_SERVER_DIR / "target" / "kt2-reference-server.jar"
+CLASS_ARCHIVE = REFERENCE_SERVER_DIR / "target" / "kt2-reference-server.jsa"
+# C1 only and the serial collector: the server starts and validates sooner, and a few hundred
+# MiB of heap hold R4 core and the KT2 definitions with room to spare.
+JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx768m", "-Xss1m")
 _FIRST_LINE = re.compile(r"^Serving FHIR R4 at (http://\S+/fhir)$")
 _ERROR_PREFIX = "reference server: "
 
@@ -44,14 +52,21 @@ class ReferenceServer:
         token: str | None = None,
         profiles_dir: str | Path | None = None,
         echo_stderr: bool = False,
+        smart_client_id: str | None = None,
+        smart_client_key: str | Path | None = None,
+        token_lifetime: int | None = None,
     ) -> None:
         """port 0 lets the server pick a free port; profiles_dir (a folder, or a file whose
         folder is loaded) replaces the vendored KT2 profile; echo_stderr passes the server's
         diagnostics through to our stderr once it runs (for `serve`) instead of only keeping the
-        last lines."""
+        last lines. SMART mode: smart_client_id registers one client whose public key (PEM or
+        JWKS file) is smart_client_key; its access tokens live token_lifetime seconds."""
         self.host = host
         self.port = port
         self.token = token
+        self.smart_client_id = smart_client_id
+        self.smart_client_key = Path(smart_client_key) if smart_client_key is not None else None
+        self.token_lifetime = token_lifetime
         self.profiles_dir = Path(profiles_dir) if profiles_dir is not None else None
         self.echo_stderr = echo_stderr
         self._process: subprocess.Popen[str] | None = None
@@ -72,7 +87,7 @@ class ReferenceServer:
         return self._process.pid if self._process else None
 
     def start(self) -> ReferenceServer:
-        """Launches node and returns once GET /metadata answers; raises UsageError otherwise."""
+        """Launches java and returns once GET /metadata answers; raises UsageError otherwise."""
         if self._process is not None:
             return self
         command = self._command()
@@ -83,7 +98,7 @@ class ReferenceServer:
             stderr=subprocess.PIPE,
             text=True,
             encoding="utf-8",
-            start_new_session=True,  # own process group: stop() can kill node and anything it spawns
+            start_new_session=True,  # own process group: stop() can kill java and anything it spawns
         )
         atexit.register(self.stop)
         first_line: queue.Queue[str] = queue.Queue()
@@ -153,26 +168,29 @@ class ReferenceServer:
         self.stop()
 
     def _command(self) -> list[str]:
-        node = shutil.which("node")
-        if node is None:
-            raise UsageError("Node.js not found: install Node 20")
-        _check_node_version(node)
-        if not (REFERENCE_SERVER_DIR / "node_modules" / "@medplum" / "fhir-router").is_dir():
-            raise UsageError(
-                "reference server modules not installed: run npm ci --prefix reference_server"
-            )
-        command = [node, str(REFERENCE_SERVER_DIR / "server.js"), "--host", self.host,
-                   "--port", str(self.port)]
+        java = find_java()
+        jar = ensure_jar()
+        command = [java, *JVM_OPTIONS]
+        if CLASS_ARCHIVE.is_file():
+            command += [f"-XX:SharedArchiveFile={CLASS_ARCHIVE}", "-Xshare:auto"]
+        command += ["-jar", str(jar), "--host", self.host, "--port", str(self.port)]
         if self.token is not None:
             command += ["--token", self.token]
-        if self.profiles_dir is not None:
-            if not self.profiles_dir.exists():
-                raise UsageError(f"profile not found: {self.profiles_dir}")
-            command += ["--profiles", str(self.profiles_dir.resolve())]
+        if self.smart_client_id is not None:
+            if self.smart_client_key is None or not self.smart_client_key.is_file():
+                raise UsageError(f"SMART client key not found: {self.smart_client_key}")
+            command += ["--smart-client-id", self.smart_client_id,
+                        "--smart-client-key", str(self.smart_client_key.resolve())]
+        if self.token_lifetime is not None:
+            command += ["--token-lifetime", str(self.token_lifetime)]
+        profiles = self.profiles_dir if self.profiles_dir is not None else DEFAULT_PROFILE_DIR
+        if not profiles.exists():
+            raise UsageError(f"profile not found: {profiles}")
+        command += ["--profiles", str(profiles.resolve())]
         return command
 
     def _drain_stdout(self, first_line: queue.Queue[str]) -> None:
-        """Hands over the first line, then keeps the pipe empty so node never blocks on it."""
+        """Hands over the first line, then keeps the pipe empty so java never blocks on it."""
         assert self._process is not None and self._process.stdout is not None
         stream = self._process.stdout
         first_line.put(stream.readline().rstrip("\n"))
@@ -205,13 +223,68 @@ class ReferenceServer:
             raise UsageError(f"reference server answered GET /metadata with {response.status_code}")
 
 
-def _check_node_version(node: str) -> None:
-    """Medplum 4.5 needs Node ^20.19 or >=22.12; an older node fails with obscure errors."""
-    result = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10)
-    match = re.match(r"v(\d+)\.(\d+)", result.stdout.strip())
-    if match is None or (int(match.group(1)), int(match.group(2))) < MIN_NODE:
-        found = result.stdout.strip() or "unknown version"
-        raise UsageError(f"Node.js {found} is too old: install Node 20 (20.19 or newer)")
+def find_java() -> str:
+    """The java executable (JAVA_HOME first, then PATH), version 17 or newer."""
+    home = os.environ.get("JAVA_HOME")
+    candidates = [str(Path(home) / "bin" / "java")] if home else []
+    found = shutil.which("java")
+    candidates += [found] if found else []
+    for java in candidates:
+        if Path(java).is_file() and _java_major(java) >= MIN_JAVA:
+            return java
+    raise UsageError("Java 17 or newer not found: install a JDK 17 (e.g. apt-get install "
+                     "openjdk-17-jdk-headless) or set JAVA_HOME")
+
+
+def _java_major(java: str) -> int:
+    try:
+        result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30,
+                                check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if match is None:
+        return 0
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def ensure_jar() -> Path:
+    """The server's jar, built with Maven first when it is missing or older than its sources."""
+    if JAR.is_file() and JAR.stat().st_mtime >= _newest_source():
+        return JAR
+    build()
+    os.utime(JAR)  # Maven may leave an unchanged jar's time alone: mark it as built now
+    return JAR
+
+
+def _newest_source() -> float:
+    sources = [REFERENCE_SERVER_DIR / "pom.xml", *(REFERENCE_SERVER_DIR / "src").rglob("*")]
+    return max((p.stat().st_mtime for p in sources if p.is_file()), default=0.0)
+
+
+def build() -> None:
+    """`reference_server/build.sh`: Maven builds the jar (the first build downloads HAPI FHIR
+    from Maven Central, ~150 MB, into ~/.m2), then a class-data archive for a faster start; a
+    failure is one line naming the fix."""
+    if shutil.which("mvn") is None:
+        raise UsageError("Maven not found: install Maven 3.8+ (apt-get install maven) to build "
+                         "the reference server, or run bash .ci/setup")
+    find_java()
+    print("kt2conformance: building the reference server with Maven (once)...", file=sys.stderr,
+          flush=True)
+    try:
+        result = subprocess.run(["bash", str(REFERENCE_SERVER_DIR / "build.sh")],
+                                capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
+                                stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise UsageError("reference server build took too long: run bash reference_server/build.sh "
+                         "to see why") from None
+    if result.returncode != 0 or not JAR.is_file():
+        lines = [ln for ln in (result.stdout + result.stderr).splitlines() if "ERROR" in ln]
+        why = lines[0].strip() if lines else f"exit {result.returncode}"
+        raise UsageError(f"reference server build failed ({why[:200]}): run bash "
+                         "reference_server/build.sh to see the whole error")
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -221,12 +294,49 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def serve(host: str, port: int, token: str | None, profile: str | None) -> int:
+def public_key_file(path: str | Path) -> Path:
+    """A key file the server can read: a public key PEM or JWKS as is; for a private key PEM
+    (the one the client signs with) its public half, written next to nothing secret in a
+    private temporary file."""
+    if isinstance(path, str) and "-----BEGIN" in path:  # KT2_PRIVATE_KEY may hold the PEM itself
+        pem = path.encode()
+    else:
+        source = Path(path)
+        try:
+            pem = source.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read SMART client key {path}: {exc.strerror or exc}") from None
+        if b"PRIVATE KEY" not in pem:
+            return source
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"cannot read SMART client key {path}: not an unencrypted PEM key") from exc
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    handle, name = tempfile.mkstemp(prefix="kt2-client-", suffix=".pub.pem")
+    with os.fdopen(handle, "wb") as out:
+        out.write(public)
+    atexit.register(lambda: Path(name).unlink(missing_ok=True))
+    return Path(name)
+
+
+def serve(host: str, port: int, token: str | None, profile: str | None,
+          smart_client_id: str | None = None, smart_client_key: str | None = None,
+          token_lifetime: int | None = None) -> int:
     """`kt2conformance serve`: runs the server in the foreground until SIGINT or SIGTERM (exit 0).
 
-    Prints the server's own first line so scripts can read the URL, exactly as from node."""
+    Prints the server's own first line so scripts can read the URL, exactly as from java."""
+    if (smart_client_id is None) != (smart_client_key is None):
+        raise UsageError("SMART mode needs both --smart-client-id and --smart-client-key")
+    if token is not None and smart_client_id is not None:
+        raise UsageError("use either --token or the SMART options, not both")
+    key = public_key_file(smart_client_key) if smart_client_key is not None else None
     server = ReferenceServer(host=host, port=port, token=token, profiles_dir=profile,
-                             echo_stderr=True)
+                             echo_stderr=True, smart_client_id=smart_client_id,
+                             smart_client_key=key, token_lifetime=token_lifetime)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
