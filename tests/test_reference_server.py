@@ -225,8 +225,9 @@ def test_metadata_is_an_r4_capability_statement_that_states_its_offline_limits(c
     assert statement["fhirVersion"] == "4.0.1"
     assert "HAPI FHIR 8.2.0" in statement["software"]["name"]
     assert KT2TASK_URL in statement["description"]
-    assert "Not validated (built on the Dutch nl-core profiles" in statement["description"]
-    assert KT2 + "KT2Patient" in statement["description"]
+    assert KT2 + "KT2Patient" in statement["description"] and KT2 + "KT2Endpoint" in statement["description"]
+    assert "nl-core packages (their extensions, ValueSets and base profiles) are not available offline" \
+        in statement["description"]
     types = {r["type"] for r in statement["rest"][0]["resource"]}
     assert {"Task", "Patient", "Practitioner", "RelatedPerson", "CareTeam", "Organization", "Device",
             "Endpoint", "ActivityDefinition", "AuditEvent", "Subscription"} <= types

@@ -91,9 +91,11 @@ final class KoppeltaalServer extends RestfulServer {
           "Embedded reference server of kt2conformance: HAPI FHIR's RestfulServer with the production Koppeltaal "
               + "server's layers and HAPI's FhirInstanceValidator, fed offline. Validated against: "
               + String.join(", ", validation.loadedProfiles()) + " and FHIR R4.");
+      text.append(" Profiles built on the Dutch nl-core profiles are validated by their own snapshots only: the nl-core"
+          + " packages (their extensions, ValueSets and base profiles) are not available offline, so nl-core extensions"
+          + " count as unknown (allowed) and bindings to nl-core ValueSets are not checked.");
       if (!validation.offlineProfiles().isEmpty()) {
-        text.append(" Not validated (built on the Dutch nl-core profiles, not available offline; their meta.profile is "
-            + "still required): ").append(String.join(", ", validation.offlineProfiles())).append('.');
+        text.append(" Not validated (not in the profile folder; their meta.profile is still required): ").append(String.join(", ", validation.offlineProfiles())).append('.');
       }
       cs.setDescription(text.toString());
       if (smart != null && !cs.getRest().isEmpty()) {

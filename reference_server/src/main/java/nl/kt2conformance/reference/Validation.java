@@ -145,9 +145,9 @@ final class Validation {
   }
 
   /**
-   * The instance validator, except that a declared KT2 profile this server cannot load offline
-   * (one built on the Dutch nl-core profiles, whose packages no registry here serves) is reported
-   * as a warning instead of an error: the resource is then checked against R4 only.
+   * The instance validator, except that a declared KT2 profile missing from the profile folder
+   * (given another --profiles) is reported as a warning instead of an error: the resource is then
+   * checked against R4 only, and its meta.profile claim is still required.
    */
   static final class OfflineInstanceValidator extends FhirInstanceValidator {
     private final Set<String> offline;
