@@ -30,7 +30,9 @@ from joserfc.jwk import ECKey, RSAKey
 
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import KT2TASK_URL, RESOURCE_ORIGIN_URL
+from kt2conformance._paths import FIXTURES_DIR
 from kt2conformance.target import _server
+from kt2conformance.target._origin import without_resource_origin
 from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server
@@ -70,7 +72,11 @@ def refused(response: httpx.Response, status: int, says: str | None = None) -> d
 
 
 def kt2(resource_type: str, **content: Any) -> dict[str, Any]:
-    return {"resourceType": resource_type, "meta": {"profile": [KT2 + "KT2" + resource_type]}, **content}
+    """An official KT2 example of this type from fixtures/ (valid against its KT2 profile), without
+    the server's resource-origin and its id, plus content."""
+    example = next(FIXTURES_DIR.glob(f"{resource_type}-*.json"))
+    resource = without_resource_origin(json.loads(example.read_text(encoding="utf-8")))
+    return {**{k: v for k, v in resource.items() if k != "id"}, **content}
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +89,8 @@ def client(reference_server: ReferenceServer) -> Iterator[httpx.Client]:
 def refs(client: httpx.Client) -> dict[str, str]:
     """A Patient and a Practitioner on the server (server-assigned ids)."""
     out = {}
-    for rtype, content in (("Patient", {"name": [{"family": "Test"}]}),
-                           ("Practitioner", {"name": [{"family": "Test"}]})):
-        response = client.post(f"/{rtype}", json=kt2(rtype, **content))
+    for rtype in ("Patient", "Practitioner"):
+        response = client.post(f"/{rtype}", json=kt2(rtype))
         assert response.status_code == 201, response.text
         out[rtype] = f"{rtype}/{response.json()['id']}"
     return out
@@ -285,14 +290,6 @@ def test_kt2_type_without_its_kt2_profile_is_412(client: httpx.Client, refs: dic
                                                  resource_type: str) -> None:
     body = minimal_task(refs) if resource_type == "Task" else kt2(resource_type)
     body = {**body, "meta": {"profile": [f"http://hl7.org/fhir/StructureDefinition/{resource_type}"]}}
-    if resource_type == "Endpoint":
-        body.update(status="active", address="https://example.org/fhir", payloadType=[{"text": "any"}],
-                    connectionType={"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
-                                    "code": "hl7-fhir-rest"})
-    if resource_type == "ActivityDefinition":
-        body.update(status="active")
-    if resource_type == "Organization":
-        body.update(name="An organisation")  # org-1
     refused(client.post(f"/{resource_type}", json=body), 412,
             f"does not declare conformance to profile from: [{KT2}KT2{resource_type}]")
 
