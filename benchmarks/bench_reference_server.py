@@ -11,6 +11,7 @@ Traffic goes to the server on 127.0.0.1 only, in bounded loops.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,8 @@ from typing import Any
 import httpx
 
 from kt2conformance._koppeltaal import KT2TASK_URL
+from kt2conformance._paths import FIXTURES_DIR
+from kt2conformance.target._origin import without_resource_origin
 from kt2conformance.target._server import ReferenceServer, ensure_jar
 
 TASK: dict[str, Any] = {
@@ -30,7 +33,6 @@ TASK: dict[str, Any] = {
     "intent": "order",
 }
 INVALID_TASK: dict[str, Any] = {**TASK, "status": "bogus"}  # required binding: the validator's 422
-KT2 = "http://koppeltaal.nl/fhir/StructureDefinition/"
 WARM_UP = 50
 
 
@@ -112,8 +114,9 @@ def main() -> None:
         print(f"RSS after start: {rss_mib(server.pid) or float('nan'):.0f} MiB")
         with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=60.0) as client:
             refs = {}
-            for rtype in ("Patient", "Practitioner"):
-                answer = client.post(f"/{rtype}", json={"resourceType": rtype, "meta": {"profile": [KT2 + "KT2" + rtype]}})
+            for rtype in ("Patient", "Practitioner"):  # the official examples (valid to their KT2 profiles)
+                example = json.loads(next(FIXTURES_DIR.glob(f"{rtype}-*.json")).read_text(encoding="utf-8"))
+                answer = client.post(f"/{rtype}", json=without_resource_origin(example))
                 refs[rtype] = f"{rtype}/{answer.json()['id']}"
             valid = {**TASK, "for": {"reference": refs["Patient"]}, "owner": {"reference": refs["Practitioner"]}}
             invalid = {**INVALID_TASK, "for": valid["for"], "owner": valid["owner"]}
