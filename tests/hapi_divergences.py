@@ -12,6 +12,8 @@ HAPI_NOT_ENFORCED: dict[str, str] = {
                                 "only refuses types outside R4's owner targets (400)",
     "Task.requester/targetProfile": "reference target types are not validated; JPA's search-parameter check "
                                     "only refuses types outside R4's requester targets (400)",
+    "Task.contained/targetProfile": "a contained resource is validated against its R4 definition, not against "
+                                    "the KT2 profile the referencing element's targetProfile names",
     "Task.instantiatesCanonical/targetProfile": "canonical targets are not resolved or type-checked",
     "Task.extension:instantiates.value[x]/targetProfile": "an extension's reference target type is not "
                                                           "validated and no search parameter indexes it",
