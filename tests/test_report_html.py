@@ -25,7 +25,9 @@ from kt2conformance.cli import main
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.server,
               pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (.ci/setup installs it)")]
-SUBSET = "note or valid_tasks or example or owner or dom-6"  # a few constraints: the runs stay short
+# a few constraints, so the runs stay short (owner/targetProfile is one HAPI lets through:
+# docs/hapi-divergences.md)
+SUBSET = "note or valid_tasks or example or (owner and not targetProfile) or dom-6"
 
 
 @pytest.fixture(scope="module")
