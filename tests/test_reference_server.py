@@ -189,6 +189,15 @@ def test_stale_jar_is_rebuilt_and_a_failed_build_names_the_fix(monkeypatch: pyte
         _server.ensure_jar()
 
 
+def test_an_installation_without_the_server_sources_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """From an installed wheel there is no reference_server/ to build: one line says what to do."""
+    monkeypatch.setattr(_server, "JAR", tmp_path / "missing.jar")
+    monkeypatch.setattr(_server, "REFERENCE_SERVER_DIR", tmp_path / "absent")
+    with pytest.raises(UsageError, match=r"not part of this installation.*--target URL"):
+        _server.ensure_jar()
+
+
 def test_stop_kills_the_process_and_is_idempotent() -> None:
     server = ReferenceServer().start()
     pid = server.pid

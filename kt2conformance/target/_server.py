@@ -267,6 +267,11 @@ def build() -> None:
     """`reference_server/build.sh`: Maven builds the jar (the first build downloads HAPI FHIR
     from Maven Central, ~150 MB, into ~/.m2), then a class-data archive for a faster start; a
     failure is one line naming the fix."""
+    if not (REFERENCE_SERVER_DIR / "build.sh").is_file():
+        # An installed wheel ships the harness, not the Java sources of its embedded server.
+        raise UsageError("the embedded reference server is not part of this installation (it is "
+                         "built from a kt2conformance source checkout: bash .ci/setup there); "
+                         "give --target URL to test a running server")
     if shutil.which("mvn") is None:
         raise UsageError("Maven not found: install Maven 3.8+ (apt-get install maven) to build "
                          "the reference server, or run bash .ci/setup")
