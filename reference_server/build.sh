@@ -21,7 +21,7 @@ if [ ! -f "$archive" ] || [ "$jar" -nt "$archive" ]; then
   rm -f "$list" "$archive"
   java "${jvm[@]}" -XX:DumpLoadedClassList="$list" -jar "$jar" --port 0 >"$out" 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do grep -q '^Serving' "$out" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  for _ in $(seq 1 600); do grep -qs '^Serving' "$out" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   classpath="$jar:$(printf '%s:' target/lib/*.jar)"
