@@ -22,7 +22,7 @@ from tasks import MINIMAL
 
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec import _fhirpath as fhirpath
-from kt2conformance.spec._profile import datatype_definition, load_profile
+from kt2conformance.spec._profile import datatype_definition, load_profile, r4_resources
 
 R4 = models["r4"]
 INV_1 = "lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"
@@ -291,3 +291,48 @@ def test_order_form_fast_path_agrees_with_fhirpath(a: str | None, b: str | None,
     fast = _order_fast(form, focus)
     assert fast is not None
     assert fast == _evaluate(expression, focus, focus, focus, False)
+
+
+# -- the published invariants answered directly (NATIVE) agree with FHIRPath --------------------
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from(
+    ["", "#", "#p", "#q", "Patient/1", "http://example.org/fhir/Patient/1", "x",
+     '<div xmlns="http://www.w3.org/1999/xhtml">x</div>']),
+    st.just([]), st.just({}), st.just([None]), st.just({"id": "p"}), st.just([{"id": "x"}]))
+_MEMBERS = st.dictionaries(
+    st.sampled_from(["contained", "_contained", "text", "_text", "reference", "_reference", "type", "id",
+                     "status"]),
+    st.one_of(_ANY, st.fixed_dictionaries({}, optional={"div": _ANY, "_div": _ANY, "status": _ANY}),
+              st.lists(st.fixed_dictionaries({"resourceType": st.just("Patient")}, optional={
+                  "id": _ANY, "meta": st.just({"versionId": "1"}), "contained": _ANY}), max_size=2)),
+    max_size=4)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_MEMBERS, st.sampled_from(sorted(fhirpath.NATIVE)))
+def test_native_invariants_agree_with_fhirpath(members: dict[str, Any], expression: str) -> None:
+    """holds() answers dom-2…dom-6 and ref-1 on their common shapes without fhirpathpy; when it
+    does (not None), the answer must be fhirpathpy's on the same focus (a resource root for the
+    dom-n, typed by the R4 model; a Reference inside a Task for ref-1)."""
+    native = fhirpath.NATIVE[expression]
+    if expression == fhirpath._R4_REF_1:
+        focus: Any = {k: v for k, v in members.items() if k in ("reference", "_reference", "type", "id")}
+        task = {**copy.deepcopy(MINIMAL), "contained": [{"resourceType": "Patient", "id": "p"}]}
+        answer = native(focus)
+        if answer is not None:
+            assert answer == fhirpath._evaluate(expression, focus, task, task, False)
+        return
+    focus = {"resourceType": "Task", **members}
+    answer = native(focus)
+    if answer is not None:
+        assert answer == fhirpath._evaluate(expression, focus, focus, focus, True)
+
+
+def test_native_invariants_are_the_published_ones() -> None:
+    """Each expression answered directly is one R4 publishes (on DomainResource or a datatype),
+    so a profile that changes an invariant's text is evaluated by fhirpathpy."""
+    reference = datatype_definition("Reference")
+    assert reference is not None
+    elements = r4_resources()["DomainResource"]["snapshot"]["element"] + reference["snapshot"]["element"]
+    published = {c["expression"] for el in elements for c in el.get("constraint", [])}
+    assert set(fhirpath.NATIVE) <= published

@@ -28,7 +28,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any
 
 import fhirpathpy
@@ -291,6 +291,71 @@ def _order_fast(form: tuple[str, str, str], focus: Any) -> bool | None:
     return False if result is None else _TESTS[op](result)
 
 
+def _lacks(focus: Any, name: str) -> bool:
+    """`focus` is an object without member `name`: no `name` and no `_name` (FHIRPath reads
+    both), so every path starting there is empty."""
+    return isinstance(focus, dict) and name not in focus and f"_{name}" not in focus
+
+
+def _no_contained(focus: Any) -> bool | None:
+    """dom-2, dom-3, dom-4 and dom-5 on a resource without contained resources: each tests
+    `contained…empty()`, true when there is nothing contained."""
+    return True if _lacks(focus, "contained") else None
+
+
+def _dom_6(focus: Any) -> bool | None:
+    """dom-6 (`text.div.exists()`) when text is absent or a plain object with or without div."""
+    if not isinstance(focus, dict) or "_text" in focus:
+        return None
+    if "text" not in focus:
+        return False
+    text = focus["text"]
+    if not isinstance(text, dict) or "_div" in text:
+        return None
+    div = text.get("div")
+    if isinstance(div, str) and div:
+        return True
+    return False if "div" not in text else None
+
+
+def _ref_1(focus: Any) -> bool | None:
+    """ref-1 (as the HL7 validator mends it, see PUBLISHED_FIXES) on a Reference without a
+    `reference`, or with one that is not a `#fragment`: both hold whatever is contained."""
+    if not isinstance(focus, dict) or "_reference" in focus:
+        return None
+    if "reference" not in focus:
+        return True
+    ref = focus["reference"]
+    return True if isinstance(ref, str) and ref and not ref.startswith("#") else None
+
+
+_DOM_3 = ("contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | "
+          "%resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#')"
+          ".exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#')"
+          ".exists()).not()).trace('unmatched', id).empty()")
+# Published R4 invariants by their exact text, answered directly for the common shapes of their
+# focus (None: anything else, left to fhirpathpy). An invariant whose text differs (a profile
+# that changes it) is always evaluated by fhirpathpy. tests/test_fhirpath.py checks each answer
+# against fhirpathpy's.
+NATIVE: dict[str, Callable[[Any], bool | None]] = {
+    "contained.contained.empty()": _no_contained,  # dom-2
+    _DOM_3: _no_contained,
+    "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()": _no_contained,  # dom-4
+    "contained.meta.security.empty()": _no_contained,  # dom-5
+    "text.`div`.exists()": _dom_6,
+    _R4_REF_1: _ref_1,
+}
+
+
+@cache
+def _native(expression: str) -> Callable[[Any], bool | None] | None:
+    """The direct evaluation of an invariant, when it is a known one or has the order form."""
+    found = NATIVE.get(expression)
+    if found is None and (form := _order_form(expression)) is not None:
+        return partial(_order_fast, form)
+    return found
+
+
 _MEMO: dict[tuple[Any, ...], bool] = {}
 _MEMO_LIMIT = 100_000
 
@@ -300,14 +365,15 @@ def holds(expression: str, focus: Any, resource: dict[str, Any], root: dict[str,
     %resource (a contained resource, for what is inside one), `root` %rootResource (the Task;
     by default `resource`).
 
-    Results are remembered by what the expression can see (see _Plan), so the thousands of
-    Tasks of a run pay FHIRPath's price only for the values that differ."""
+    The published invariants in NATIVE and the order form are answered directly for their
+    common shapes; other results are remembered by what the expression can see (see _Plan), so
+    the thousands of Tasks of a run pay FHIRPath's price only for the values that differ."""
     root = resource if root is None else root
-    form = _order_form(expression)
-    if form is not None:
-        fast = _order_fast(form, focus)
-        if fast is not None:
-            return fast
+    native = _native(expression)
+    if native is not None:
+        answer = native(focus)
+        if answer is not None:
+            return answer
     plan = _plan(expression)
     typed = focus is resource
     try:
