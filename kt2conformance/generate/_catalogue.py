@@ -240,7 +240,7 @@ def _everyday(code: str) -> Any:
     """A plain value of the type (the class ordinary generated values fall in)."""
     return {"boolean": True, "integer": 7, "positiveInt": 7, "unsignedInt": 7, "decimal": 2.5,
             "uri": "http://example.org/fhir/x", "url": "http://example.org/fhir/x",
-            "canonical": "http://example.org/fhir/x", "oid": "urn:oid:1.2.3",
+            "canonical": "http://example.org/fhir/x", "oid": "urn:oid:2.16.840.1.113883",
             "uuid": "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66", "id": "plain-id",
             "code": "plain", "base64Binary": "AAAA", "time": "10:00:00"}.get(code, "gewone tekst")
 

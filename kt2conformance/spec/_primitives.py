@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from kt2conformance.spec._lexical import lexical_problem
 from kt2conformance.spec._profile import datatype_definition
 
 _REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -71,6 +72,10 @@ class Primitive:
             return "format", f"{_short(text)} is not a valid {self.code}"
         if self.code in _DATED and not _real_date(text):
             return "format", f"{_short(text)} is not a real calendar date"
+        if self.kind == "string":
+            problem = lexical_problem(self.code, text)
+            if problem is not None:
+                return "format", problem
         return None
 
 
