@@ -112,6 +112,16 @@ def test_contained_resource_conforms_to_the_target_profile_at_hand(oracle: Oracl
     assert [i.key for i in issues] == ["Task.for/targetProfile"] and "name" in issues[0].message
 
 
+def test_target_profile_check_leaves_the_base_definition_alone() -> None:
+    """Checking a contained Patient against KT2Patient (Task.for) does not change how a contained
+    Patient is judged by its R4 definition afterwards: KT2Patient's invariants (kt2pnu-2, a name
+    needs a use) are not R4's, though both trees name the element Patient.name."""
+    fresh = Oracle(load_profile())
+    patient = {**PATIENT, "name": [{"family": "Jansen"}]}
+    assert "Task.for/targetProfile" in keys(fresh, task(contained=[patient], **{"for": {"reference": "#p1"}}))
+    assert keys(fresh, with_contained(patient)) == set()
+
+
 # -- dom-3 -----------------------------------------------------------------------------------
 
 

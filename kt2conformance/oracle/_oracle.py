@@ -153,7 +153,10 @@ def _has_children(obj: dict[str, Any]) -> bool:
     """ele-1 on a complex element: some child other than `id` (FHIRPath `children().count() >
     id.count()`); an empty array or null child is no child. An empty object is a child (one that
     breaks ele-1 itself, reported there, not again on its parent)."""
-    return any(k != "id" and v is not None and v != [] for k, v in obj.items())
+    for k, v in obj.items():  # a loop, not any(): this runs on every object of every Task
+        if k != "id" and v is not None and v != []:
+            return True
+    return False
 
 
 _INDEX = re.compile(r"\[\d+\]")
@@ -196,6 +199,65 @@ def _key(element: str, kind: str) -> ConstraintKey:
     return ConstraintKey(element, Kind(head), detail or None)
 
 
+class _Check:
+    """What checking one value of an element as one of its types involves, worked out once per
+    (element, type) so the walk tests precomputed flags instead of looking things up per value."""
+
+    __slots__ = ("node", "tref", "code", "prim", "uri", "canonical_target", "resource", "extension",
+                 "typed", "coding", "rules", "invariants")
+
+    def __init__(self, node: Node, tref: TypeRef) -> None:
+        self.node, self.tref, self.code, self.prim = node, tref, tref.code, tref.primitive
+        self.uri = tref.code == "canonical" or node.id in _ABSOLUTE  # uri_rules apply
+        self.canonical_target = bool(tref.target_types) and tref.code == "canonical"
+        self.resource = self.prim is None and tref.code == "Resource"
+        self.extension = tref.code == "Extension"
+        # the element as the one type a value has: a choice of several types takes the children
+        # of the type its property names (`valueCodeableConcept` -> CodeableConcept's)
+        self.typed = node if len(node.types) <= 1 or node.explicit_children else replace(node, types=[tref])
+        self.coding = tref.code == "Coding" and node.id != "CodeableConcept.coding"
+        # FHIRPath invariants to evaluate: the element's own and its datatype's, except the
+        # structural ones checked directly
+        own = [i for i in node.invariants if i.key not in STRUCTURAL_INVARIANTS]
+        inherited = datatype_invariants(tref.code) if self.prim is None else []
+        seen = {i.key for i in own}
+        self.invariants = own + [i for i in inherited if i.key not in seen]
+        self.rules = bool(node.fixed is not None or node.pattern is not None or self.invariants
+                          or (node.binding is not None and node.binding[0] == "required"))
+
+
+def _check(node: Node, tref: TypeRef) -> _Check:
+    """The compiled check of `node` as type `tref`, made once and kept on the node."""
+    found = node.compiled.get(tref.code)
+    if found is None or found.tref is not tref:
+        found = node.compiled[tref.code] = _Check(node, tref)
+    return cast(_Check, found)
+
+
+class _Prop:
+    """One JSON property name an element's object may use: the child element it names, the
+    type it implies (`valueReference` -> value[x] as Reference) and what the walk needs of it."""
+
+    __slots__ = ("child", "tref", "name", "owns_key", "forbidden", "is_array", "is_choice", "extensions",
+                 "companion", "check")
+
+    def __init__(self, child: Node, tref: TypeRef) -> None:
+        self.child, self.tref, self.name = child, tref, child.name
+        self.owns_key, self.forbidden, self.is_array, self.is_choice = (
+            child.owns_key, child.forbidden, child.is_array, child.is_choice)
+        self.extensions = tref.code == "Extension" and child.name in ("extension", "modifierExtension")
+        self.companion = child.is_array and tref.primitive is not None  # `_x` may hold placeholders' parts
+        self.check = _check(child, tref)
+
+
+def _props(node: Node) -> dict[str, _Prop]:
+    """Every JSON property name `node`'s object may use (Node.properties), compiled once."""
+    found = node.compiled.get("")
+    if found is None:
+        found = node.compiled[""] = {prop: _Prop(child, tref) for prop, (child, tref) in node.properties.items()}
+    return cast(dict[str, _Prop], found)
+
+
 class _Walk:
     """One validation: the issues found so far and the resource being walked."""
 
@@ -215,16 +277,16 @@ class _Walk:
     # -- objects and their properties -------------------------------------------------------
 
     def obj(self, obj: dict[str, Any], node: Node, key: str, path: str, is_resource: bool = False) -> None:
-        props = node.properties
+        props = _props(node)
         counts: dict[str, int] = {}
         for prop, value in obj.items():
             if is_resource and prop == "resourceType":
                 continue
-            if prop.startswith("_") and len(prop) > 1:
-                self.primitive_extension(obj, prop, value, node, key, path, counts)
-                continue
             entry = props.get(prop)
             if entry is None:
+                if prop.startswith("_") and len(prop) > 1:
+                    self.primitive_extension(obj, prop, value, node, key, path, counts)
+                    continue
                 choice = node.choice_of(prop)
                 if choice is not None:
                     counts[choice.name] = counts.get(choice.name, 0) + 1
@@ -234,31 +296,51 @@ class _Walk:
                 else:
                     self.add(key, "unknown", f"{path}.{prop}", f"unknown element {prop!r}")
                 continue
-            child, tref = entry
-            ckey = child.id if child.owns_key else key
+            name = entry.name
+            ckey = entry.child.id if entry.owns_key else key
             cpath = f"{path}.{prop}"
-            if child.forbidden:
-                counts[child.name] = counts.get(child.name, 0) + 1
+            if entry.forbidden:
+                counts[name] = counts.get(name, 0) + 1
                 self.add(ckey, "max", cpath, f"{prop} is not allowed (max 0)")
                 continue
-            if child.name in counts and child.is_choice:
-                self.add(ckey, "max", cpath, f"more than one type given for {child.name}")
-            items = self.items(value, child, ckey, cpath)
-            counts[child.name] = counts.get(child.name, 0) + len(items)
-            if tref.code == "Extension" and child.name in ("extension", "modifierExtension"):
+            if entry.is_choice and name in counts:
+                self.add(ckey, "max", cpath, f"more than one type given for {name}")
+            # the occurrences, reporting a wrong JSON shape (array vs single value): as items()
+            if entry.is_array:
+                if isinstance(value, list):
+                    items = value
+                    if not value:
+                        self.add(ckey, "type", cpath, f"{name} is an empty array (absent elements are omitted in FHIR JSON)")
+                else:
+                    self.add(ckey, "type", cpath, f"{name} must be a JSON array")
+                    items = [value]
+            elif isinstance(value, list):
+                self.add(ckey, "type", cpath, f"{name} must be a single value, not an array")
+                items = value
+            elif not entry.extensions:
+                counts[name] = counts.get(name, 0) + 1
+                self.value(value, entry.check, ckey, cpath)
+                continue
+            counts[name] = counts.get(name, 0) + len(items)
+            if entry.extensions:
                 rtype, url = obj.get("resourceType"), obj.get("url")
                 holder = _Holder(node.id, (rtype if isinstance(rtype, str) else None) if is_resource else
                                  (node.types[0].code if len(node.types) == 1 else None),
                                  is_resource, url if isinstance(url, str) else None)
-                self.extensions(items, child, ckey, cpath, holder=holder,
-                                modifier=child.name == "modifierExtension", at=path)
+                self.extensions(items, entry.child, ckey, cpath, holder=holder,
+                                modifier=name == "modifierExtension", at=path)
                 continue
-            companion = obj.get(f"_{prop}") if child.is_array and tref.primitive is not None else None
+            check = entry.check
+            if not entry.is_array:
+                for item in items:
+                    self.value(item, check, ckey, cpath)
+                continue
+            companion = obj.get(f"_{prop}") if entry.companion else None
             for i, item in enumerate(items):
                 if item is None and isinstance(companion, list) and i < len(companion) \
                         and companion[i] is not None:
                     continue  # a placeholder: this repetition has only an id/extensions (`_x[i]`)
-                self.value(item, child, tref, ckey, f"{cpath}[{i}]" if child.is_array else cpath)
+                self.value(item, check, ckey, f"{cpath}[{i}]")
         for child in node.bounded_children:
             n = counts.get(child.name, 0)
             ckey = child.id if child.owns_key else key
@@ -340,9 +422,9 @@ class _Walk:
             slice_node = node.slices.get(url) if sliced and isinstance(url, str) else None
             if slice_node is not None:
                 per_slice[slice_node.id] = per_slice.get(slice_node.id, 0) + 1
-                self.value(item, slice_node, _EXTENSION, slice_node.id, ipath)
+                self.value(item, _check(slice_node, _EXTENSION), slice_node.id, ipath)
             else:
-                self.value(item, node, _EXTENSION, key, ipath)
+                self.value(item, _check(node, _EXTENSION), key, ipath)
         if sliced:
             for sl in node.slices.values():
                 n = per_slice.get(sl.id, 0)
@@ -353,22 +435,21 @@ class _Walk:
 
     # -- single values -----------------------------------------------------------------------
 
-    def value(self, item: Any, node: Node, tref: TypeRef, key: str, path: str) -> None:
+    def value(self, item: Any, check: _Check, key: str, path: str) -> None:
         if item is None:
             self.add(key, "type", path, "null is not a value in FHIR JSON")
             return
-        prim = tref.primitive
+        prim = check.prim
         if prim is not None:
             problem = prim.check(item)
             if problem is not None:
                 self.add(key, problem[0], path, problem[1])
                 return
-            if tref.code == "canonical" or node.id in _ABSOLUTE:
-                if not self.uri_rules(item, node, tref, key, path):
-                    return
-            if tref.target_types and tref.code == "canonical":
-                self.target(canonical_type(item), tref, key, path)
-        elif tref.code == "Resource":
+            if check.uri and not self.uri_rules(item, check.node, check.tref, key, path):
+                return
+            if check.canonical_target:
+                self.target(canonical_type(item), check.tref, key, path)
+        elif check.resource:
             rtype = item.get("resourceType") if isinstance(item, dict) else None
             tree = resource_tree(rtype) if isinstance(rtype, str) else None
             if tree is None or not isinstance(item, dict) or not isinstance(rtype, str):
@@ -379,24 +460,26 @@ class _Walk:
             return
         else:
             if not isinstance(item, dict):
-                self.add(key, "type", path, f"expected a JSON object ({tref.code})")
+                self.add(key, "type", path, f"expected a JSON object ({check.code})")
                 return
             if not _has_children(item):
                 self.add(key, "constraint:ele-1", path, "element has neither a value nor children (ele-1)")
-            if tref.code == "Extension":
+            if check.extension:
                 has_ext = bool(item.get("extension"))
                 has_value = any(k.startswith("value") for k in item)
                 if has_ext == has_value:
                     self.add(key, "constraint:ext-1", path, "an extension has either extensions or a value[x], not both (ext-1)")
-            self.obj(item, self.oracle.as_type(node, tref), key, path)
-            if tref.code == "Reference":
-                self.reference(item, tref, key, path)
-            elif tref.code == "Coding" and node.id != "CodeableConcept.coding":
-                self.coding(item, node, key, path)
-            elif tref.code == "CodeableConcept" and isinstance(item.get("coding"), list):
+            self.obj(item, check.typed, key, path)
+            code = check.code
+            if code == "Reference":
+                self.reference(item, check.tref, key, path)
+            elif check.coding:
+                self.coding(item, check.node, key, path)
+            elif code == "CodeableConcept" and isinstance(item.get("coding"), list):
                 for i, coding in enumerate(item["coding"]):
-                    self.coding(coding, node, key, f"{path}.coding[{i}]")
-        self.rules(item, node, tref, key, path)
+                    self.coding(coding, check.node, key, f"{path}.coding[{i}]")
+        if check.rules:
+            self.rules(item, check, key, path)
 
     def uri_rules(self, item: str, node: Node, tref: TypeRef, key: str, path: str) -> bool:
         """What the HL7 validator demands of URIs beyond their lexical form: a canonical is
@@ -507,15 +590,16 @@ class _Walk:
         allowed = ", ".join(sorted(tref.target_types))
         self.add(key, "targetProfile", path, f"refers to a {rtype}; allowed: {allowed}")
 
-    def rules(self, item: Any, node: Node, tref: TypeRef, key: str, path: str) -> None:
+    def rules(self, item: Any, check: _Check, key: str, path: str) -> None:
         """Fixed and pattern values, required bindings, FHIRPath invariants."""
+        node = check.node
         if node.fixed is not None and item != node.fixed[1]:
             self.add(key, "fixed", path, f"must be exactly {node.fixed[1]!r} ({node.fixed[0]})")
         if node.pattern is not None and not matches_pattern(item, node.pattern[1]):
             self.add(key, "pattern", path, f"must match {node.pattern[0]} {node.pattern[1]!r}")
         if node.binding is not None and node.binding[0] == "required":
-            self.binding(item, node.binding[1], tref, key, path)
-        for inv in self.oracle.invariants(node, tref):
+            self.binding(item, node.binding[1], check.tref, key, path)
+        for inv in check.invariants:
             self.invariant(inv, item, key, path)
 
     def invariant(self, inv: Invariant, focus: Any, key: str, path: str) -> None:
@@ -603,8 +687,6 @@ class Oracle:
         self.profile = profile if profile is not None else load_profile()
         self.tree = build_tree(self.profile)
         self._expansions: dict[str, terminology.Codes | None] = {}
-        self._invariants: dict[tuple[str, str], list[Invariant]] = {}
-        self._as_type: dict[tuple[str, str], Node] = {}
         self._placements: dict[tuple[str, str, _Holder, bool], str | None] = {}
         self._systems: dict[str, frozenset[str] | None] = {}
         self._profile_trees: dict[str, Node | None] = {}
@@ -665,27 +747,6 @@ class Oracle:
         if cache_key not in self._placements:
             self._placements[cache_key] = _placement(self.profile, url, logical_path, holder, modifier)
         return self._placements[cache_key]
-
-    def as_type(self, node: Node, tref: TypeRef) -> Node:
-        """The element as the one type a value has: a choice of several types takes the children
-        of the type its property names (`valueCodeableConcept` -> CodeableConcept's)."""
-        if len(node.types) <= 1 or node.explicit_children:
-            return node
-        cache_key = (node.id, tref.code)
-        if cache_key not in self._as_type:
-            self._as_type[cache_key] = replace(node, types=[tref])
-        return self._as_type[cache_key]
-
-    def invariants(self, node: Node, tref: TypeRef) -> list[Invariant]:
-        """FHIRPath invariants to evaluate on a value of `node`: its own and its datatype's,
-        except the structural ones checked directly."""
-        cache_key = (node.id, tref.code)
-        if cache_key not in self._invariants:
-            own = [i for i in node.invariants if i.key not in STRUCTURAL_INVARIANTS]
-            inherited = datatype_invariants(tref.code) if tref.primitive is None else []
-            seen = {i.key for i in own}
-            self._invariants[cache_key] = own + [i for i in inherited if i.key not in seen]
-        return self._invariants[cache_key]
 
     def validate(self, task: Any) -> list[Issue]:
         """Every issue of `task` against the profile (errors and warnings).

@@ -75,6 +75,9 @@ class Node:
     # Typed with a FHIRPath system type (Resource.id, Element.id, Extension.url): a plain JSON
     # attribute, which has no `_x` companion and so carries no extensions.
     attribute: bool = False
+    # What the oracle compiles from this element once, so that its walk does no generic lookups
+    # per value (kt2conformance.oracle._oracle); not copied by dataclasses.replace.
+    compiled: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def is_choice(self) -> bool:
