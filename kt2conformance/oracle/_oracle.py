@@ -204,7 +204,7 @@ class _Check:
     (element, type) so the walk tests precomputed flags instead of looking things up per value."""
 
     __slots__ = ("node", "tref", "code", "prim", "uri", "canonical_target", "resource", "extension",
-                 "typed", "coding", "rules", "invariants")
+                 "typed", "coding", "rules", "invariants", "bare")
 
     def __init__(self, node: Node, tref: TypeRef) -> None:
         self.node, self.tref, self.code, self.prim = node, tref, tref.code, tref.primitive
@@ -224,6 +224,9 @@ class _Check:
         self.invariants = own + [i for i in inherited if i.key not in seen]
         self.rules = bool(node.fixed is not None or node.pattern is not None or self.invariants
                           or (node.binding is not None and node.binding[0] == "required"))
+        # a primitive whose lexical check is all there is: a valid value needs no more
+        self.bare = self.prim if self.prim is not None and not (self.uri or self.canonical_target or self.rules) \
+            else None
 
 
 def _check(node: Node, tref: TypeRef) -> _Check:
@@ -239,22 +242,28 @@ class _Prop:
     type it implies (`valueReference` -> value[x] as Reference) and what the walk needs of it."""
 
     __slots__ = ("child", "tref", "name", "owns_key", "forbidden", "is_array", "is_choice", "extensions",
-                 "companion", "check")
+                 "companion", "check", "counted", "bare")
 
-    def __init__(self, child: Node, tref: TypeRef) -> None:
+    def __init__(self, parent: Node, child: Node, tref: TypeRef) -> None:
         self.child, self.tref, self.name = child, tref, child.name
         self.owns_key, self.forbidden, self.is_array, self.is_choice = (
             child.owns_key, child.forbidden, child.is_array, child.is_choice)
         self.extensions = tref.code == "Extension" and child.name in ("extension", "modifierExtension")
         self.companion = child.is_array and tref.primitive is not None  # `_x` may hold placeholders' parts
         self.check = _check(child, tref)
+        # whether its occurrences are counted: for its cardinality, or to tell a second choice
+        self.counted = child.is_choice or any(c is child for c in parent.bounded_children)
+        # a single primitive with nothing to check but its lexical form (most of a Task): a
+        # valid value is done with in one lookup
+        simple = not (child.forbidden or child.is_array or child.is_choice or self.extensions)
+        self.bare = self.check.bare if simple else None
 
 
 def _props(node: Node) -> dict[str, _Prop]:
     """Every JSON property name `node`'s object may use (Node.properties), compiled once."""
     found = node.compiled.get("")
     if found is None:
-        found = node.compiled[""] = {prop: _Prop(child, tref) for prop, (child, tref) in node.properties.items()}
+        found = node.compiled[""] = {prop: _Prop(node, child, tref) for prop, (child, tref) in node.properties.items()}
     return cast(dict[str, _Prop], found)
 
 
@@ -277,7 +286,7 @@ class _Walk:
     # -- objects and their properties -------------------------------------------------------
 
     def obj(self, obj: dict[str, Any], node: Node, key: str, path: str, is_resource: bool = False) -> None:
-        props = _props(node)
+        props = node.compiled.get("") or _props(node)
         counts: dict[str, int] = {}
         for prop, value in obj.items():
             if is_resource and prop == "resourceType":
@@ -297,6 +306,11 @@ class _Walk:
                     self.add(key, "unknown", f"{path}.{prop}", f"unknown element {prop!r}")
                 continue
             name = entry.name
+            bare = entry.bare
+            if bare is not None and value is not None and bare.check(value) is None:
+                if entry.counted:
+                    counts[name] = counts.get(name, 0) + 1
+                continue  # valid, and nothing else to check: as the general path would find
             ckey = entry.child.id if entry.owns_key else key
             cpath = f"{path}.{prop}"
             if entry.forbidden:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from kt2conformance.spec._lexical import lexical_problem
@@ -28,6 +28,8 @@ _DATED = {"date", "dateTime", "instant"}
 MAX_STRING = 1024 * 1024
 _XSD_SPACE = " \t\n\r"
 _INT32 = (-(2**31), 2**31 - 1)
+_REMEMBERED = 20_000  # strings remembered per type (then forgotten all at once)
+_REMEMBERED_LENGTH = 256  # longer strings (narrative, descriptions) are judged every time
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,25 @@ class Primitive:
     kind: str  # "string", "boolean", "integer" or "number": the JSON type it takes
     pattern: re.Pattern[str] | None
     max_length: int | None = None  # the definition's maxLength (string: 1 MiB), in characters
+    # Answers for short strings already judged: codes, systems and URLs recur across the Tasks
+    # of a run, and a regex with the validator's further checks costs far more than a lookup.
+    _judged: dict[str, tuple[str, str] | None] = field(default_factory=dict, compare=False, repr=False)
 
     def check(self, value: object) -> tuple[str, str] | None:
         """Why `value` is not a valid JSON representation of this type, as (kind, message) with
-        kind `type` (wrong JSON type) or `format` (wrong lexical form or value); None if valid."""
+        kind `type` (wrong JSON type) or `format` (wrong lexical form or value); None if valid.
+        The answer depends on the value alone (so it can be remembered)."""
+        if type(value) is not str or len(value) > _REMEMBERED_LENGTH:
+            return self._judge(value)
+        judged = self._judged
+        if value in judged:
+            return judged[value]
+        if len(judged) >= _REMEMBERED:
+            judged.clear()
+        answer = judged[value] = self._judge(value)
+        return answer
+
+    def _judge(self, value: object) -> tuple[str, str] | None:
         if self.kind == "boolean":
             return None if isinstance(value, bool) else ("type", f"expected a JSON boolean for {self.code}")
         if self.kind == "integer":
