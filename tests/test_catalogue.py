@@ -260,3 +260,13 @@ def test_order_edges_look_in_order_to_a_careless_server(edge: str) -> None:
         if not d.covering:
             break
     pytest.fail(f"no covering Task for {edge}")
+
+
+def test_a_changed_primitive_does_not_share_remembered_answers() -> None:
+    """A primitive remembers its answers per value; a changed copy must judge afresh."""
+    id_rule = primitive("id")
+    assert id_rule is not None
+    assert id_rule.check("a" * 40) is None
+    shorter = dataclasses.replace(id_rule, pattern=re.compile(r"[A-Za-z0-9\-\.]{1,32}"))
+    assert shorter.check("a" * 40) is not None
+    assert id_rule.check("a" * 40) is None

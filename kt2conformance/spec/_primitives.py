@@ -42,7 +42,8 @@ class Primitive:
     max_length: int | None = None  # the definition's maxLength (string: 1 MiB), in characters
     # Answers for short strings already judged: codes, systems and URLs recur across the Tasks
     # of a run, and a regex with the validator's further checks costs far more than a lookup.
-    _judged: dict[str, tuple[str, str] | None] = field(default_factory=dict, compare=False, repr=False)
+    # Not an init field: a changed copy (dataclasses.replace) judges afresh.
+    _judged: dict[str, tuple[str, str] | None] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def check(self, value: object) -> tuple[str, str] | None:
         """Why `value` is not a valid JSON representation of this type, as (kind, message) with
