@@ -73,13 +73,44 @@ _EMPTY_META_PROFILE = ("an empty meta.profile array: HAPI's validator lets {\"pr
                        "never empty, and a meta without content breaks ele-1")
 
 
-def divergence(key: str | None, task: Any) -> str | None:
-    """The documented reason the oracle and the validator may differ on `key` for `task`."""
+_EMPTY_WITH_COMPANION = ("an empty string value whose `_x` companion has extensions (`\"start\": \"\", \"_start\": "
+                         "{extension: …}`): HAPI's validator reads \"\" as no value and lets it pass (without the "
+                         "companion it refuses: 'value cannot be empty'); R4 §2.1.28.0.1 / profiles-types.json: every "
+                         "primitive's regex needs at least one character, and R4 §2.6.2 (JSON) leaves out a value that "
+                         "is absent instead of writing \"\"")
+
+
+def _at(task: Any, path: str) -> tuple[Any, str] | None:
+    """(holder, property) of an instance path in `task` (`Task.executionPeriod.start`)."""
+    holder: Any = task
+    steps = path.split(".")[1:]
+    for i, step in enumerate(steps):
+        name, _, index = step.partition("[")
+        if not isinstance(holder, dict) or name not in holder:
+            return None
+        if i == len(steps) - 1 and not index:
+            return holder, name
+        holder = holder[name]
+        if index:
+            n = int(index.rstrip("]"))
+            if not isinstance(holder, list) or n >= len(holder):
+                return None
+            holder = holder[n]
+    return None
+
+
+def divergence(key: str | None, task: Any, path: str | None = None) -> str | None:
+    """The documented reason the oracle and the validator may differ on `key` (an issue of
+    the oracle's at instance `path`) for `task`."""
     if key is None:
         return None
     meta = task.get("meta") if isinstance(task, dict) else None
     if key in ("Task.meta/type", "Task.meta/constraint:ele-1") and isinstance(meta, dict) and meta.get("profile") == []:
         return _EMPTY_META_PROFILE
+    place = _at(task, path) if path is not None and key.endswith("/format") else None
+    if place is not None and place[0][place[1]] == "" and isinstance(place[0].get(f"_{place[1]}"), dict) \
+            and place[0][f"_{place[1]}"].get("extension"):
+        return _EMPTY_WITH_COMPANION
     kind = key.split("/", 1)[1] if "/" in key else key
     return DIVERGENCES.get(kind)
 
@@ -104,8 +135,8 @@ class Tally:
         if c.agrees and located:
             self.agreed[source] += 1
             return
-        keys = [key] if key else sorted({i.key for i in c.only_oracle}) or [None]
-        reasons = [divergence(k, task) for k in keys]
+        reasons = ([divergence(i.key, task, i.path) for i in c.only_oracle if not key or i.key == key]
+                   or [divergence(key, task)])
         line = (f"[{source}] {key or '(no key)'}: oracle {'valid' if c.oracle_valid else 'invalid'}, "
                 f"HL7 validator {'valid' if c.referee_valid else 'invalid'}; only oracle "
                 f"{[(i.key, i.path) for i in c.only_oracle][:3]}; only validator "

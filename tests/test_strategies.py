@@ -161,5 +161,7 @@ def test_every_listed_constraint_is_violable_or_explained() -> None:
     assert keys == set(INVALID) | set(reasons), {"uncovered": keys - set(INVALID) - set(reasons),
                                                  "unknown": (set(INVALID) | set(reasons)) - keys}
     assert all(reason.strip() for reason in reasons.values())
-    # the generators must not give up on the bulk of the profile
-    assert len(INVALID) > 4 * len(reasons)
+    # the generators must not give up on the bulk of the profile (ele-1 and ext-1 on a code with
+    # a required binding or a fixed value can't be broken alone: a code without a value breaks
+    # the binding, an extension on a fixed value the fixed value)
+    assert len(INVALID) > 3.5 * len(reasons)

@@ -17,6 +17,7 @@ from functools import cached_property, lru_cache
 from typing import Any, cast
 
 from kt2conformance._vocabulary import ConstraintKey, Kind
+from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec import _terminology as terminology
 from kt2conformance.spec._profile import Profile, load_profile
@@ -160,9 +161,6 @@ def _has_children(obj: dict[str, Any]) -> bool:
 
 
 _INDEX = re.compile(r"\[\d+\]")
-# URIs the HL7 validator requires to be absolute (a scheme, as `urn:` or `https:`)
-_ABSOLUTE = frozenset({"Identifier.system", "Extension.url"})
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
 @dataclass(frozen=True)
@@ -208,7 +206,7 @@ class _Check:
 
     def __init__(self, node: Node, tref: TypeRef) -> None:
         self.node, self.tref, self.code, self.prim = node, tref, tref.code, tref.primitive
-        self.uri = tref.code == "canonical" or node.id in _ABSOLUTE  # uri_rules apply
+        self.uri = tref.code == "canonical"  # uri_rules apply
         self.canonical_target = bool(tref.target_types) and tref.code == "canonical"
         self.resource = self.prim is None and tref.code == "Resource"
         self.extension = tref.code == "Extension"
@@ -388,6 +386,7 @@ class _Walk:
         ckey = child.id if child.owns_key else key
         # The primitive type's own `extension` element (an array of Extension), not `child`.
         ext_node = datatype_template(tref.code).get("extension")
+        id_node = datatype_template(tref.code).get("id")
         values = obj.get(prop[1:])
         parts = self.items(value, child, ckey, f"{path}.{prop}")  # `_x` has the shape of `x`
         plain = values if isinstance(values, list) else [values]
@@ -407,10 +406,24 @@ class _Walk:
                 self.add(ckey, "type", ppath, f"{prop} must be an object with id/extension")
                 continue
             has_value = i < len(plain) and plain[i] is not None
+            if not has_value and child.binding is not None and child.binding[0] == "required":
+                # checkPrimitive: a primitive without a value breaks a required binding
+                self.add(ckey, "binding", ppath, f"{prop[1:]} has extensions but no code, and its binding "
+                         f"to {child.binding[1]} is required")
+            if has_value and child.fixed is not None and part.get("extension"):
+                # checkFixedValue: a fixed value without extensions admits none on the instance
+                self.add(ckey, "fixed", ppath, f"{prop[1:]} has a fixed value, which carries no extensions")
             if not has_value and not _has_children(part):
                 self.add(ckey, "constraint:ele-1", ppath, "element has neither a value nor children (ele-1)")
+            elif not part:
+                # FHIR JSON (R4 §2.6.2) writes no empty object, a companion of a value included
+                # (the HL7 validator: "Object must have some content")
+                self.add(ckey, "type", ppath, f"{prop} is an empty object (left out when it has no id or extensions)")
             for k, v in part.items():
-                if k == "extension" and ext_node is not None:
+                if k == "id" and id_node is not None:
+                    # the Element.id of the primitive: a string, checked as every element id is
+                    self.value(v, _check(id_node, id_node.types[0]), ckey, f"{ppath}.id")
+                elif k == "extension" and ext_node is not None:
                     epath = f"{ppath}.extension"
                     self.extensions(self.items(v, ext_node, ckey, epath), ext_node, ckey, epath, sliced=False,
                                     holder=_Holder(child.id, tref.code, False, None), modifier=False,
@@ -429,7 +442,10 @@ class _Walk:
         for i, item in enumerate(items):
             ipath = f"{path}[{i}]"
             url = item.get("url") if isinstance(item, dict) else None
-            if isinstance(url, str):
+            if isinstance(url, str) and url and holder.extension_url is None and not hl7.is_absolute_url(url):
+                # only a complex extension's parts may have a relative url (InstanceValidator)
+                self.add(key, "format", f"{ipath}.url", f"Extension.url must be an absolute URL, not {shown(url)}")
+            elif isinstance(url, str):
                 problem = self.oracle.placement(url, self.logical(at), holder, modifier)
                 if problem is not None:
                     self.add(key, "unknown", ipath, problem)
@@ -487,6 +503,9 @@ class _Walk:
             code = check.code
             if code == "Reference":
                 self.reference(item, check.tref, key, path)
+            elif code == "Identifier":
+                for child, text in hl7.identifier_problems(item):
+                    self.add(key, "format", f"{path}.{child}", text)
             elif check.coding:
                 self.coding(item, check.node, key, path)
             elif code == "CodeableConcept" and isinstance(item.get("coding"), list):
@@ -496,19 +515,17 @@ class _Walk:
             self.rules(item, check, key, path)
 
     def uri_rules(self, item: str, node: Node, tref: TypeRef, key: str, path: str) -> bool:
-        """What the HL7 validator demands of URIs beyond their lexical form: a canonical is
-        absolute or a `#fragment`; Identifier.system and Extension.url are absolute; a profile
-        claimed in meta.profile is one it knows, for this resource type. False when broken."""
-        if node.id in _ABSOLUTE and not _SCHEME.match(item):
-            self.add(key, "format", path, f"{node.id} must be an absolute URI, not {shown(item)}")
-            return False
-        if tref.code == "canonical" and not item.startswith("#") and not _SCHEME.match(item):
-            self.add(key, "format", path, f"a canonical URL must be absolute or a #fragment, not {shown(item)}")
+        """What the HL7 validator demands of a canonical beyond its lexical form: absolute (as
+        its Utilities.isAbsoluteUrl has it) or a `#fragment`; a profile claimed in meta.profile is
+        one it knows, for this resource type. False when broken."""
+        problem = hl7.canonical_problem(item)
+        if problem is not None:
+            self.add(key, "format", path, problem)
             return False
         if node.id == "Meta.profile":
-            problem = self.oracle.claimed_profile(item, self.current.get("resourceType"))
-            if problem is not None:
-                self.add(key, "unknown", path, problem)
+            unclaimable = self.oracle.claimed_profile(item, self.current.get("resourceType"))
+            if unclaimable is not None:
+                self.add(key, "unknown", path, unclaimable)
                 return False
         return True
 
@@ -525,6 +542,10 @@ class _Walk:
         reference = ref.get("reference")
         if isinstance(reference, str) and reference.startswith("#") and tref.target_profiles:
             self.contained_target(reference[1:], tref, key, path)
+        if isinstance(reference, str):
+            problem = hl7.conditional_reference_problem(reference, RESOURCE_TYPES)
+            if problem is not None:
+                self.add(key, "format", f"{path}.reference", problem)
 
     def contained_target(self, local_id: str, tref: TypeRef, key: str, path: str) -> None:
         """A contained resource a reference names must conform to one of the element's target

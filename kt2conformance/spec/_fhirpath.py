@@ -410,4 +410,46 @@ def _memo_key(expression: str, plan: _Plan, typed: bool, focus: Any, resource: d
 
 def _evaluate(expression: str, focus: Any, resource: dict[str, Any], root: dict[str, Any], typed: bool) -> bool:
     fn = compile_expression(expression, typed)
-    return fn(focus, {"resource": resource, "rootResource": root}) == [True]
+    seen: dict[int, Any] = {}
+    return fn(_merged(focus, seen), {"resource": _merged(resource, seen), "rootResource": _merged(root, seen)}) == [True]
+
+
+def _merged(value: Any, seen: dict[int, Any]) -> Any:
+    """`value` with each primitive and its `_x` companion as one item, as FHIRPath sees them.
+
+    fhirpathpy navigates `x` and `_x` as two items, so `lastModified` with extensions is a
+    collection of two, and every singleton use (inv-1's `lastModified >= authoredOn`, a
+    `startsWith`) fails, `count()` is off by one. Here the companion of a present value is
+    dropped (the value is the item; fhirpathpy cannot reach a primitive's extensions anyway), a
+    repeating one fills only the places without a value, and a companion without a value (or
+    with `""`, which the HL7 validator reads as none) stays the item: an element with no value,
+    hasValue() false, and an error in a comparison, as in the Java engine. Copies only what changes; `seen`
+    keeps one copy per object, so focus inside %resource stays the same object."""
+    if not isinstance(value, (dict, list)):
+        return value
+    done = seen.get(id(value))
+    if done is not None:
+        return done
+    if isinstance(value, list):
+        items = [_merged(v, seen) for v in value]
+        out: Any = value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    else:
+        changed = False
+        fields: dict[str, Any] = {}
+        for k, v in value.items():
+            if k.startswith("_") and k[1:] in value:
+                plain, companion = value[k[1:]], v
+                if isinstance(plain, list) and isinstance(companion, list):
+                    fields[k[1:]] = [p if p not in (None, "") or i >= len(companion) else companion[i]
+                                     for i, p in enumerate(plain)]
+                elif plain == "":
+                    fields[k[1:]] = companion  # the HL7 engine reads "" as no value
+                changed = True
+                continue
+            m = _merged(v, seen)
+            changed = changed or m is not v
+            if k not in fields:
+                fields[k] = m
+        out = fields if changed else value
+    seen[id(value)] = out
+    return out

@@ -1,0 +1,173 @@
+"""The HL7 validator's own rules the oracle follows, beyond the profile's content (found by the
+referee differential, tests/test_referee_differential.py), each with a conforming and a violating
+Task and the key reported: `_x` companions as elements (no empty object, `id` a string), URIs as
+`checkPrimitive` reads them, Identifier system and value (`checkIdentifier`), Extension.url and
+canonicals absolute as `Utilities.isAbsoluteUrl` has it, conditional references' queries, and
+FHIRPath that sees a primitive and its `_x` companion as one item."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from tasks import MINIMAL
+
+from kt2conformance.oracle import _hl7checks as hl7
+from kt2conformance.oracle._oracle import Oracle
+from kt2conformance.spec import _fhirpath as fhirpath
+from kt2conformance.spec._profile import load_profile
+
+Task = dict[str, Any]
+NOTE = {"url": "http://example.org/fhir/StructureDefinition/note", "valueString": "n"}
+
+
+@pytest.fixture(scope="module")
+def oracle() -> Oracle:
+    return Oracle(load_profile())
+
+
+def task(**changes: Any) -> Task:
+    out = copy.deepcopy(MINIMAL)
+    out.update(changes)
+    return out
+
+
+def keys(oracle: Oracle, t: Any) -> set[str]:
+    return {i.key for i in oracle.errors(t)}
+
+
+def ident(system: str, value: str | None = "t-1", **more: Any) -> list[dict[str, Any]]:
+    item: dict[str, Any] = {"system": system, **more}
+    if value is not None:
+        item["value"] = value
+    return [item]
+
+
+def ext(url: str, **more: Any) -> list[dict[str, Any]]:
+    return [{"url": url, **({"valueString": "a"} if not more else more)}]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"identifier": ident("http://example.org/ids", _system={"id": "s1"})}, set()),
+    ({"identifier": ident("http://example.org/ids", _system={"extension": [NOTE]})}, set()),
+    ({"identifier": ident("http://example.org/ids", _system={})}, {"Task.identifier/type"}),
+    ({"_status": {}}, {"Task.status/type"}),
+    ({"identifier": ident("http://example.org/ids", _system={"id": None})}, {"Task.identifier/type"}),
+    ({"identifier": ident("http://example.org/ids", _system={"id": 5})}, {"Task.identifier/type"}),
+    ({"identifier": ident("http://example.org/ids", _system={"id": ""})}, {"Task.identifier/format"}),
+], ids=["id", "extension", "empty-with-value", "empty-status", "null-id", "number-id", "empty-id"])
+def test_primitive_companion_is_an_element(oracle: Oracle, changes: dict[str, Any], expected: set[str]) -> None:
+    """`_x` holds the primitive's Element part: never an empty object (FHIR JSON, R4 §2.6.2),
+    and its `id` is a string like every element id."""
+    assert keys(oracle, task(**changes)) == expected
+
+
+@pytest.mark.parametrize(("system", "value", "expected"), [
+    ("http://example.org/ids", "t-1", set()),
+    ("https://example.org/ids", "t-1", set()),
+    ("urn:oid:2.16.840.1.113883.2.4.6.3", "t-1", set()),
+    ("ldap://example.org/ids", "t-1", set()),
+    ("urn:ietf:rfc:3986", "urn:uuid:c757873d-ec9a-4326-a141-556f43239520", set()),
+    ("urn:ietf:rfc:3986", "http://example.org/tasks/1", set()),
+    ("https://tools.ietf.org/html/rfc4122", "c757873d-ec9a-4326-a141-556f43239520", set()),
+    ("mailto:ids@example.org", "t-1", {"Task.identifier/format"}),
+    ("HTTP://example.org/ids", "t-1", {"Task.identifier/format"}),
+    ("ftp://example.org/ids", "t-1", {"Task.identifier/format"}),
+    ("urn:ietf:rfc:3986", "t-1", {"Task.identifier/format"}),
+    ("urn:ietf:rfc:3986", "file:x", {"Task.identifier/format"}),
+    ("https://tools.ietf.org/html/rfc4122", "t-1", {"Task.identifier/format"}),
+])
+def test_identifier_system_and_value(oracle: Oracle, system: str, value: str, expected: set[str]) -> None:
+    assert keys(oracle, task(identifier=ident(system, value))) == expected
+
+
+def test_identifier_rules_apply_to_every_identifier(oracle: Oracle) -> None:
+    owner = {"identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:oid:2.16.840.1.113883"}}
+    assert keys(oracle, task(owner=owner)) == set()
+    owner["identifier"]["value"] = "1234"
+    assert keys(oracle, task(owner=owner)) == {"Task.owner/format"}
+
+
+@pytest.mark.parametrize(("system", "expected"), [
+    ("urn:oid:2.16.840.1.113883", set()),
+    ("urn:oid:1.3.6", set()),
+    ("urn:uuid:c757873d-ec9a-4326-a141-556f43239520", set()),
+    ("urn:oid:1.2", {"Task.identifier/format"}),
+    ("urn:oid:2.16.x", {"Task.identifier/format"}),
+    ("urn:uuid:C757873D-EC9A-4326-A141-556F43239520", {"Task.identifier/format"}),
+    ("urn:uuid:1234", {"Task.identifier/format"}),
+    ("oid:2.16.840.1.113883", {"Task.identifier/format"}),
+    ("uuid:c757873d-ec9a-4326-a141-556f43239520", {"Task.identifier/format"}),
+    ("http://example.org/ids\u00a0", {"Task.identifier/format"}),
+])
+def test_uri_values_as_the_validator_reads_them(oracle: Oracle, system: str, expected: set[str]) -> None:
+    """urn:oid: and urn:uuid: must hold a valid OID (of a plausible root) and a lower-case
+    UUID; `oid:` and `uuid:` are no schemes; no whitespace, Java's (a no-break space) included."""
+    assert keys(oracle, task(identifier=ident(system))) == expected
+
+
+@pytest.mark.parametrize(("extension", "expected"), [
+    (ext("http://example.org/fhir/StructureDefinition/e"), set()),
+    (ext("urn:example:e"), set()),
+    ([{"url": "http://example.org/e", "extension": ext("part")}], set()),  # a complex extension's part
+    (ext("part"), {"Task.extension/format"}),
+    (ext("HTTP://example.org/e"), {"Task.extension/format"}),
+    (ext("a+b:e"), {"Task.extension/format"}),
+    (ext("http:"), {"Task.extension/format"}),
+], ids=["http", "urn", "relative-part", "relative", "upper-case-scheme", "plus-scheme", "no-tail"])
+def test_extension_url_is_absolute(oracle: Oracle, extension: list[dict[str, Any]], expected: set[str]) -> None:
+    assert keys(oracle, task(extension=extension)) == expected
+
+
+@pytest.mark.parametrize(("canonical", "expected"), [
+    ("http://example.org/fhir/ActivityDefinition/a", set()),
+    ("a_b:x", set()),
+    ("HTTP://example.org/fhir/ActivityDefinition/a", {"Task.instantiatesCanonical/format"}),
+    ("ActivityDefinition/a", {"Task.instantiatesCanonical/format"}),
+])
+def test_canonical_is_absolute_or_a_fragment(oracle: Oracle, canonical: str, expected: set[str]) -> None:
+    assert keys(oracle, task(instantiatesCanonical=canonical)) == expected
+
+
+@pytest.mark.parametrize(("reference", "expected"), [
+    ("Practitioner?identifier=http://example.org/ids|p-1", set()),
+    ("Practitioner?identifier=a&name=b", set()),
+    ("Practitioner?identifier", {"Task.owner/format"}),
+    ("Practitioner?a=b=c", {"Task.owner/format"}),
+    ("Practitioner?", {"Task.owner/format"}),
+    ("Practitioner?a=1&", {"Task.owner/format"}),
+])
+def test_conditional_reference_query(oracle: Oracle, reference: str, expected: set[str]) -> None:
+    assert keys(oracle, task(owner={"reference": reference})) == expected
+
+
+def test_is_absolute_url_as_the_validator_has_it() -> None:
+    assert hl7.is_absolute_url("http://example.org") and hl7.is_absolute_url("urn:iso:std:iso:3166")
+    assert hl7.is_absolute_url("a_b1:x") and hl7.is_absolute_url("file:x")
+    assert not hl7.is_absolute_url("HTTP://example.org") and not hl7.is_absolute_url("a.b:x")
+    assert not hl7.is_absolute_url("http:") and not hl7.is_absolute_url("urn:a b")
+    assert hl7.canonical_problem("#frag") is None and hl7.canonical_problem("Questionnaire/q") is not None
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"authoredOn": "2021-09-15T09:23:23+05:30", "lastModified": "2023-09-29T15:08:56.885+05:30",
+      "_lastModified": {"extension": [NOTE]}}, set()),
+    ({"authoredOn": "2021-09-15T09:23:23+05:30", "_authoredOn": {"id": "a"},
+      "lastModified": "2023-09-29T15:08:56+05:30", "_lastModified": {"extension": [NOTE]}}, set()),
+    ({"authoredOn": "2023-09-15T09:23:23+05:30", "lastModified": "2021-09-29T15:08:56+05:30",
+      "_lastModified": {"extension": [NOTE]}}, {"Task/constraint:inv-1"}),
+], ids=["companion", "both-companions", "companion-violated"])
+def test_fhirpath_sees_a_primitive_and_its_companion_as_one(oracle: Oracle, changes: dict[str, Any],
+                                                             expected: set[str]) -> None:
+    """inv-1 `lastModified >= authoredOn` on dates that carry extensions: one value each."""
+    assert keys(oracle, task(**changes)) == expected
+
+
+def test_fhirpath_counts_a_primitive_with_a_companion_once() -> None:
+    resource = {"resourceType": "Task", "status": "draft", "_status": {"extension": [NOTE]},
+                "input": [{"valueString": "a", "_valueString": {"id": "x"}}]}
+    assert fhirpath.holds("status.count() = 1", resource, resource)
+    assert fhirpath.holds("status.startsWith('dr')", resource, resource)
+    only_companion = {"resourceType": "Task", "_status": {"extension": [NOTE]}}
+    assert fhirpath.holds("status.exists() and status.hasValue().not()", only_companion, only_companion)
