@@ -92,3 +92,100 @@ def test_code_inner_nbsp_is_whitespace_to_the_validator(oracle: Oracle) -> None:
 def test_time_without_fraction(oracle: Oracle) -> None:
     assert not keys(oracle, ext("Time", "10:00:00"))
     assert "Task.extension/format" in keys(oracle, ext("Time", "10:00:00.5"))
+
+
+# -- narrative XHTML as the validator reads it (spec/_xhtml.py) -----------------------------------
+
+XNS = 'xmlns="http://www.w3.org/1999/xhtml"'
+
+
+def narrative(div: str, **changes: Any) -> Task:
+    return task(text={"status": "generated", "div": div}, **changes)
+
+
+@pytest.mark.parametrize("good, bad", [
+    # only the basic HTML elements and attributes (an allow-list, not a deny-list)
+    ("<p>x</p>", "<foo>x</foo>"),
+    ("<p class='a'>x</p>", "<p data-x='a'>x</p>"),
+    ("<p>x</p>", "<P>x</P>"),
+    # no block element inside a paragraph, however deep
+    ("<p><span>x</span></p>", "<p><span><table><tr><td>x</td></tr></table></span></p>"),
+    ("<div><p>x</p></div>", "<p>a<div>b</div></p>"),
+    # links: no active or literal schemes, no empty href, valid URL characters
+    ("<a href='https://example.org/a%20b'>x</a>", "<a href='javascript:alert(1)'>x</a>"),
+    ("<a href='mailto:a@example.org'>x</a>", "<a href='urn:oid:1.2.3'>x</a>"),
+    ("<a href='https://example.org'>x</a>", "<a href=''>x</a>"),
+    ("<a href='https://example.org/a'>x</a>", "<a href='https://example.org/a b'>x</a>"),
+    # data: image sources: a media type, one comma, base64 in fours
+    ("<img src='data:image/png;base64,AAAA'/>", "<img src='data:image/png;base64,AAA'/>"),
+    ("<img src='data:image/png;base64,AAAA'/>", "<img src='data:imagepng;base64,AAAA'/>"),
+    # CDATA is not text to the validator's reader
+    ("x", "<![CDATA[x]]>"),
+    # namespaces: inner elements in XHTML only
+    ("<p>x</p>", "<p xmlns='urn:x'>x</p>"),
+    # the reader: end tags match exactly
+    ("<p>x</p>", "<p>x</p >"),
+])
+def test_narrative_elements_attributes_and_links(oracle: Oracle, good: str, bad: str) -> None:
+    assert not keys(oracle, narrative(f"<div {XNS}>{good}</div>"))
+    assert keys(oracle, narrative(f"<div {XNS}>{bad}</div>")) & {
+        "Task.text/format", "Task.text/constraint:txt-1", "Task.text/constraint:txt-2"}
+
+
+def test_unknown_element_is_txt1(oracle: Oracle) -> None:
+    found = keys(oracle, narrative(f"<div {XNS}><foo>x</foo></div>"))
+    assert {"Task.text/constraint:txt-1", "Task.text/format"} <= found
+
+
+def test_txt2_is_content_only(oracle: Oracle) -> None:
+    """txt-2 is the validator's htmlChecks2(): text (a no-break space is text) or an image."""
+    assert not keys(oracle, narrative(f"<div {XNS}>&#160;</div>"))
+    assert not keys(oracle, narrative(f"<div {XNS}><img src='https://example.org/a.png'/></div>"))
+    assert keys(oracle, narrative(f"<div {XNS}><!-- x --></div>")) == {"Task.text/constraint:txt-2"}
+
+
+@pytest.mark.parametrize("div", [
+    f"<div {XNS}>x</div>trailing",            # nothing after the root's end is read
+    f"<div {XNS}>x",                          # an unclosed root ends with the text
+    f"<div {XNS}><table><tr><td nowrap>x</td></tr></table></div>",  # attribute without value
+    f"<div {XNS}><p class=a title='b'>x</p></div>",  # unquoted and single-quoted values
+    f"<div {XNS}>a&#xZZ;b</div>",             # a bad character reference is dropped
+    f"<div {XNS}><p id='a' id='b'>x</p></div>",  # a repeated attribute: the last one counts
+])
+def test_narrative_read_as_the_validator_reads_it(oracle: Oracle, div: str) -> None:
+    assert not keys(oracle, narrative(div))
+
+
+@pytest.mark.parametrize("div", [
+    f"<div {XNS}>a &amp b</div>",          # an entity reference is ended by ;
+    f"<div {XNS}>a&nbsp;b</div>",          # XHTML knows XML's five entities only
+    f"<div {XNS}><p>x</div>",              # a mismatched end tag
+    f"<div {XNS}>a < b</div>",             # a < that starts no tag
+    f"<div {XNS}>a&#;</div>",
+])
+def test_narrative_the_validator_cannot_read(oracle: Oracle, div: str) -> None:
+    assert "Task.text/format" in keys(oracle, narrative(div))
+
+
+def test_fragment_links_resolve_inside_the_resource(oracle: Oracle) -> None:
+    contained = [{"resourceType": "Patient", "id": "p1"}]
+    ok = [narrative(f"<div {XNS}><a href='#t1'>x</a></div>", id="t1"),
+          narrative(f"<div {XNS}><a name='n1'>a</a><a href='#n1'>x</a></div>"),
+          narrative(f"<div {XNS}><a href='#p1'>x</a></div>", contained=contained,
+                    extension=[{"url": EXT, "valueReference": {"reference": "#p1"}}]),
+          narrative(f"<div {XNS}><p id='i'>x</p><img src='#i'/></div>")]
+    for t in ok:
+        assert not keys(oracle, t)
+    assert "Task.text/format" in keys(oracle, narrative(f"<div {XNS}><a href='#nope'>x</a></div>"))
+    assert "Task.text/format" in keys(oracle, narrative(f"<div {XNS}><img src='#nope'/>x</div>"))
+    twice = f"<div {XNS}><p id='i'>x</p><p id='i'>y</p><span idref='i'>z</span></div>"
+    assert "Task.text/format" in keys(oracle, narrative(twice))
+
+
+def test_contained_narrative_is_read_the_same_way(oracle: Oracle) -> None:
+    patient = {"resourceType": "Patient", "id": "p1",
+               "text": {"status": "generated", "div": f"<div {XNS}><p>x</p></div>"}}
+    ref = [{"url": EXT, "valueReference": {"reference": "#p1"}}]
+    assert not keys(oracle, task(contained=[patient], extension=ref))
+    patient["text"]["div"] = f"<div {XNS}><a href='#nope'>x</a></div>"  # type: ignore[index]
+    assert "Task.contained/format" in keys(oracle, task(contained=[patient], extension=ref))

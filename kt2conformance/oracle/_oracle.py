@@ -20,6 +20,7 @@ from kt2conformance._vocabulary import ConstraintKey, Kind
 from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec import _terminology as terminology
+from kt2conformance.spec import _xhtml as xhtml
 from kt2conformance.spec._profile import Profile, load_profile
 from kt2conformance.spec._resource import resource_json
 from kt2conformance.spec._tree import (
@@ -817,6 +818,7 @@ class Oracle:
             walk.add(root, "type", root, f"resourceType must be {self.resource_type!r}, got {shown(task.get('resourceType'))}")
         walk.obj(task, self.tree, root, root, is_resource=True)
         self._contained_ids(walk, task)
+        self._narratives(walk, task)
         for inv in self.tree.invariants:
             if inv.key in STRUCTURAL_INVARIANTS:
                 continue
@@ -834,6 +836,26 @@ class Oracle:
             if isinstance(res, dict) and not isinstance(res.get("id"), str):
                 walk.add(root, "constraint:dom-3", f"{root}.contained[{i}]",
                          "a contained resource needs an id, by which it is referenced (dom-3)")
+
+    def _narratives(self, walk: _Walk, task: dict[str, Any]) -> None:
+        """The narrative (the Task's and each contained resource's) as the HL7 validator reads
+        and checks its XHTML (spec/_xhtml.py), the links into the resource included; besides
+        txt-1 and txt-2, which the walk evaluates."""
+        root = self.tree.id
+        text = self.tree.properties.get("text")
+        contained = self.tree.properties.get("contained")
+        places: list[tuple[str, str, Any]] = []
+        if text is not None:
+            places.append((text[0].id if text[0].owns_key else root, root, task))
+        if contained is not None and isinstance(task.get("contained"), list):
+            key = contained[0].id if contained[0].owns_key else root
+            places += [(key, f"{root}.contained[{i}]", r) for i, r in enumerate(task["contained"])]
+        for key, path, resource in places:
+            narrative = resource.get("text") if isinstance(resource, dict) else None
+            div = narrative.get("div") if isinstance(narrative, dict) else None
+            if isinstance(div, str):
+                for problem in xhtml.problems(div) + xhtml.fragment_problems(div, resource):
+                    walk.add(key, "format", f"{path}.text.div", problem)
 
     def errors(self, task: Any) -> list[Issue]:
         return [i for i in self.validate(task) if i.severity == "error"]
