@@ -38,12 +38,14 @@ def validate_command(files: list[str], profile: str | None, fmt: str, referee: s
     exit code is the oracle's verdict (CONTRACT.md)."""
     oracles = {p.type: Oracle(p) for p in reversed(judgeable_profiles(profile))}
     first = next(iter(oracles.values()))
-    tasks = [(f, read_json_file(Path(f))) for f in files]  # all inputs usable before any verdict
+    duplicates: list[list[tuple[int, str]]] = [[] for _ in files]
+    # all inputs usable before any verdict
+    tasks = [(f, read_json_file(Path(f), duplicates=d)) for f, d in zip(files, duplicates, strict=True)]
     results: list[dict[str, Any]] = []
-    for name, task in tasks:
+    for (name, task), repeated in zip(tasks, duplicates, strict=True):
         kind = task.get("resourceType") if isinstance(task, dict) else None
         oracle = oracles.get(kind, first) if isinstance(kind, str) else first
-        issues = oracle.validate(task)
+        issues = oracle.validate(task) + oracle.duplicate_issues(task, repeated)
         valid = not any(i.severity == "error" for i in issues)
         results.append({"file": name, "valid": valid, "issues": [i.as_dict() for i in issues], "_issues": issues,
                         "_oracle": oracle})

@@ -6,11 +6,16 @@ every violating Task here was seen on the embedded HAPI server's `$validate`."""
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tasks import MINIMAL
 
+from kt2conformance._errors import dump_json, load_json
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec._profile import load_profile
 
@@ -189,3 +194,37 @@ def test_contained_narrative_is_read_the_same_way(oracle: Oracle) -> None:
     assert not keys(oracle, task(contained=[patient], extension=ref))
     patient["text"]["div"] = f"<div {XNS}><a href='#nope'>x</a></div>"  # type: ignore[index]
     assert "Task.contained/format" in keys(oracle, task(contained=[patient], extension=ref))
+
+
+# -- JSON text as a FHIR server reads it ----------------------------------------------------------
+
+def test_repeated_property_is_an_error(oracle: Oracle) -> None:
+    text = json.dumps(task())
+    assert not [i for i in oracle.validate_json(text) if i.severity == "error"]
+    repeated = text[:-1] + ', "status": "ready"}'
+    errors = [i for i in oracle.validate_json(repeated) if i.severity == "error"]
+    assert [(i.key, i.path) for i in errors] == [("Task/type", "Task")]
+    inner = text.replace('"value": "t-1"', '"value": "t-1", "value": "t-2"')
+    assert [i.path for i in oracle.errors(json.loads(inner))] == []  # as a dict it is lost
+    assert [i.path for i in oracle.validate_json(inner) if i.severity == "error"] == ["Task.identifier[0]"]
+
+
+def test_not_json_text_is_one_error(oracle: Oracle) -> None:
+    assert [i.key for i in oracle.validate_json('{"resourceType": "Task",}')] == ["Task/type"]
+
+
+def test_decimal_beyond_a_double_is_a_number(oracle: Oracle) -> None:
+    """1e400 is a JSON number and a FHIR decimal (the validator reads its text); Python's float
+    makes it infinite, which the oracle must not take for Infinity."""
+    text = json.dumps(task(extension=[{"url": EXT, "valueDecimal": 1.5}])).replace("1.5", "1e400")
+    assert not [i for i in oracle.validate_json(text) if i.severity == "error"]
+    assert dump_json(load_json(text)) == text
+
+
+def test_cli_validate_reports_repeated_property(tmp_path: Path) -> None:
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps(task())[:-1] + ', "status": "ready"}', encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "kt2conformance", "validate", "--format", "json", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert [i["key"] for i in json.loads(result.stdout)[0]["issues"] if i["severity"] == "error"] == ["Task/type"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from typing import Any, cast
 
+from kt2conformance._errors import load_json
 from kt2conformance._vocabulary import ConstraintKey, Kind
 from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.spec import _fhirpath as fhirpath
@@ -856,6 +857,39 @@ class Oracle:
             if isinstance(div, str):
                 for problem in xhtml.problems(div) + xhtml.fragment_problems(div, resource):
                     walk.add(key, "format", f"{path}.text.div", problem)
+
+    def validate_json(self, text: str) -> list[Issue]:
+        """Every issue of a Task given as JSON text, read as a FHIR server reads a request body:
+        besides what `validate` finds, a property name repeated within an object is an error
+        (the HL7 validator: "The JSON property … is a duplicate"; a JSON object's names SHOULD be
+        unique, RFC 8259 §4, and Python would silently keep the last). Text that is not JSON is
+        one `type` error."""
+        duplicates: list[tuple[int, str]] = []
+        try:
+            task = load_json(text, duplicates)
+        except (ValueError, RecursionError):
+            root = self.tree.id
+            return [Issue("error", _key(root, "type"), root, "not JSON text (a FHIR server refuses the body unread)")]
+        return self.validate(task) + self.duplicate_issues(task, duplicates)
+
+    def duplicate_issues(self, task: Any, duplicates: list[tuple[int, str]]) -> list[Issue]:
+        """One error per repeated property name, on the object that repeats it (`duplicates`
+        as `load_json` collects them for `task`)."""
+        if not duplicates:
+            return []
+        root = self.tree.id
+        paths: dict[int, str] = {}
+        stack: list[tuple[Any, str]] = [(task, root)]
+        while stack:
+            value, path = stack.pop()
+            if isinstance(value, dict):
+                paths[id(value)] = path
+                stack.extend((v, f"{path}.{k}") for k, v in value.items())
+            elif isinstance(value, list):
+                stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+        return [Issue("error", _key(root, "type"), paths.get(obj, root),
+                      f"the JSON property {shown(name)} appears more than once in this object")
+                for obj, name in duplicates]
 
     def errors(self, task: Any) -> list[Issue]:
         return [i for i in self.validate(task) if i.severity == "error"]

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
+from kt2conformance._errors import BigNumber
 from kt2conformance.spec._lexical import lexical_problem
 from kt2conformance.spec._profile import datatype_definition
 
@@ -72,7 +73,7 @@ class Primitive:
         elif self.kind == "number":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return "type", f"expected a JSON number for {self.code}"
-            if isinstance(value, float) and not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value) and not isinstance(value, BigNumber):
                 return "format", f"{value} is not a JSON number (NaN and Infinity are not JSON)"
             return None
         else:
