@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from kt2conformance._errors import load_json
 from kt2conformance._vocabulary import ConstraintKey, Kind
@@ -165,11 +165,11 @@ def _has_children(obj: dict[str, Any]) -> bool:
 _INDEX = re.compile(r"\[\d+\]")
 
 
-@dataclass(frozen=True)
-class _Holder:
+class _Holder(NamedTuple):
     """The element an extension sits on, as its context is judged: its definition's id
     (`Task.identifier`, `Reference.identifier`), its type (or resource type), whether it is a
-    resource root, and the url of the extension it is part of (a nested extension)."""
+    resource root, and the url of the extension it is part of (a nested extension). A tuple:
+    made for every extension array and hashed for every lookup of a placement."""
 
     node_id: str
     type_code: str | None
@@ -221,7 +221,7 @@ class _Check:
         own = [i for i in node.invariants if i.key not in STRUCTURAL_INVARIANTS]
         inherited = datatype_invariants(tref.code) if self.prim is None else []
         seen = {i.key for i in own}
-        self.invariants = own + [i for i in inherited if i.key not in seen]
+        self.invariants = [(i, fhirpath.NATIVE.get(i.expression)) for i in own + [i for i in inherited if i.key not in seen]]
         self.rules = bool(node.fixed is not None or node.pattern is not None or self.invariants
                           or (node.binding is not None and node.binding[0] == "required"))
         # a primitive whose lexical check is all there is: a valid value needs no more
@@ -357,11 +357,16 @@ class _Walk:
                 self.value(item, check, ckey, f"{cpath}[{i}]")
         for child in node.bounded_children:
             n = counts.get(child.name, 0)
-            ckey = child.id if child.owns_key else key
-            if n < child.min:
-                self.add(ckey, "min", f"{path}.{child.name}", f"{child.name} is required (min {child.min})")
-            if child.max is not None and n > child.max and not child.forbidden:
-                self.add(ckey, "max", f"{path}.{child.name}", f"{child.name} occurs {n} times (max {child.max})")
+            if n < child.min or (child.max is not None and n > child.max and not child.forbidden):
+                self.cardinality(child, n, key, path)
+
+    def cardinality(self, child: Node, n: int, key: str, path: str) -> None:
+        """A child occurring `n` times, fewer than its min or more than its max."""
+        ckey = child.id if child.owns_key else key
+        if n < child.min:
+            self.add(ckey, "min", f"{path}.{child.name}", f"{child.name} is required (min {child.min})")
+        if child.max is not None and n > child.max and not child.forbidden:
+            self.add(ckey, "max", f"{path}.{child.name}", f"{child.name} occurs {n} times (max {child.max})")
 
     def items(self, value: Any, child: Node, key: str, path: str) -> list[Any]:
         """The occurrences of a property, reporting a wrong JSON shape (array vs single value)."""
@@ -441,6 +446,7 @@ class _Walk:
         an extension whose definition is known must be used where its context allows and in
         `modifierExtension` exactly when it is a modifier."""
         per_slice: dict[str, int] = {}
+        logical = self.logical(at)
         for i, item in enumerate(items):
             ipath = f"{path}[{i}]"
             url = item.get("url") if isinstance(item, dict) else None
@@ -448,7 +454,7 @@ class _Walk:
                 # only a complex extension's parts may have a relative url (InstanceValidator)
                 self.add(key, "format", f"{ipath}.url", f"Extension.url must be an absolute URL, not {shown(url)}")
             elif isinstance(url, str):
-                problem = self.oracle.placement(url, self.logical(at), holder, modifier)
+                problem = self.oracle.placement(url, logical, holder, modifier)
                 if problem is not None:
                     self.add(key, "unknown", ipath, problem)
             slice_node = node.slices.get(url) if sliced and isinstance(url, str) else None
@@ -494,7 +500,10 @@ class _Walk:
             if not isinstance(item, dict):
                 self.add(key, "type", path, f"expected a JSON object ({check.code})")
                 return
-            if not _has_children(item):
+            for k, v in item.items():  # _has_children, inlined: this runs on every object
+                if k != "id" and v is not None and v != []:
+                    break
+            else:
                 self.add(key, "constraint:ele-1", path, "element has neither a value nor children (ele-1)")
             if check.extension:
                 has_ext = bool(item.get("extension"))
@@ -636,8 +645,9 @@ class _Walk:
             self.add(key, "pattern", path, f"must match {node.pattern[0]} {node.pattern[1]!r}")
         if node.binding is not None and node.binding[0] == "required":
             self.binding(item, node.binding[1], check.tref, key, path)
-        for inv in check.invariants:
-            self.invariant(inv, item, key, path)
+        for inv, native in check.invariants:
+            if native is None or native(item) is not True:  # a published one that holds is done with
+                self.invariant(inv, item, key, path)
 
     def invariant(self, inv: Invariant, focus: Any, key: str, path: str) -> None:
         try:
@@ -659,7 +669,7 @@ class _Walk:
             self.add(key, "binding", path, f"cannot check the binding to {vs_url}: value set not expandable offline", "warning")
             return
         if tref.code in ("code", "string", "uri"):
-            ok = item in {c for _, c in codes}
+            ok = item in self.oracle.codes(vs_url)
         elif tref.code == "Coding":
             ok = _coding(item) in codes
         elif tref.code == "CodeableConcept":
@@ -724,6 +734,7 @@ class Oracle:
         self.profile = profile if profile is not None else load_profile()
         self.tree = build_tree(self.profile)
         self._expansions: dict[str, terminology.Codes | None] = {}
+        self._codes: dict[str, frozenset[str]] = {}
         self._placements: dict[tuple[str, str, _Holder, bool], str | None] = {}
         self._systems: dict[str, frozenset[str] | None] = {}
         self._profile_trees: dict[str, Node | None] = {}
@@ -737,6 +748,12 @@ class Oracle:
         if url not in self._expansions:
             self._expansions[url] = terminology.expand(self.profile, url)
         return self._expansions[url]
+
+    def codes(self, url: str) -> frozenset[str]:
+        """The codes of an expandable ValueSet, whatever their system (a `code` element's value)."""
+        if url not in self._codes:
+            self._codes[url] = frozenset(c for _, c in self.expansion(url) or ())
+        return self._codes[url]
 
     def profile_tree(self, url: str) -> Node | None:
         """The element tree of a resource profile the package defines (KT2Patient), to check a

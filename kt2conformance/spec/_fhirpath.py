@@ -314,9 +314,9 @@ _DOM_3 = ("contained.where((('#'+id in (%resource.descendants().reference | %res
           ".exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#')"
           ".exists()).not()).trace('unmatched', id).empty()")
 # Published R4 invariants by their exact text, answered directly for the common shapes of their
-# focus (None: anything else, left to fhirpathpy). An invariant whose text differs (a profile
-# that changes it) is always evaluated by fhirpathpy. tests/test_fhirpath.py checks each answer
-# against fhirpathpy's.
+# focus (None: anything else, left to fhirpathpy); they never raise, so the oracle may ask them
+# before holds(). An invariant whose text differs (a profile that changes it) is always evaluated
+# by fhirpathpy. tests/test_fhirpath.py checks each answer against fhirpathpy's.
 NATIVE: dict[str, Callable[[Any], bool | None]] = {
     "contained.contained.empty()": _no_contained,  # dom-2
     _DOM_3: _no_contained,
