@@ -303,10 +303,11 @@ def test_order_form_fast_path_agrees_with_fhirpath(a: str | None, b: str | None,
 _ANY = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from(
     ["", "#", "#p", "#q", "Patient/1", "http://example.org/fhir/Patient/1", "x",
      '<div xmlns="http://www.w3.org/1999/xhtml">x</div>']),
-    st.just([]), st.just({}), st.just([None]), st.just({"id": "p"}), st.just([{"id": "x"}]))
+    st.just([]), st.just({}), st.just([None]), st.just({"id": "p"}), st.just([{"id": "x"}]),
+    st.just([["#p"]]), st.just({"reference": "#p"}), st.just({"valueCanonical": "#p"}), st.just([{"reference": "#"}]))
 _MEMBERS = st.dictionaries(
     st.sampled_from(["contained", "_contained", "text", "_text", "reference", "_reference", "type", "id",
-                     "status"]),
+                     "status", "note", "_status"]),
     st.one_of(_ANY, st.fixed_dictionaries({}, optional={"div": _ANY, "_div": _ANY, "status": _ANY}),
               st.lists(st.fixed_dictionaries({"resourceType": st.just("Patient")}, optional={
                   "id": _ANY, "meta": st.just({"versionId": "1"}), "contained": _ANY}), max_size=2)),
@@ -341,3 +342,21 @@ def test_native_invariants_are_the_published_ones() -> None:
     elements = r4_resources()["DomainResource"]["snapshot"]["element"] + reference["snapshot"]["element"]
     published = {c["expression"] for el in elements for c in el.get("constraint", [])}
     assert set(fhirpath.NATIVE) <= published
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.fixed_dictionaries({"resourceType": st.sampled_from(["Patient", "Organization"]),
+                                       "id": st.sampled_from(["p", "q"])},
+                                      optional={"managingOrganization": st.just({"reference": "#q"})}),
+                min_size=1, max_size=3),
+       st.lists(st.tuples(st.sampled_from(["#p", "#q", "#", "Patient/p", "p"]),
+                          st.sampled_from(["reference", "valueCanonical", "valueUri", "valueString"])), max_size=3))
+def test_native_dom_3_agrees_with_fhirpath(contained: list[dict[str, Any]], mentions: list[tuple[str, str]]) -> None:
+    """dom-3 answered directly (every contained resource referred to, or one named nowhere)
+    agrees with fhirpathpy, whatever else names the contained resources (canonicals, uris,
+    strings, a reference to the container, references between contained resources)."""
+    focus = {"resourceType": "Task", "contained": contained,
+             "extension": [{"url": "http://example.org/x", member: text} for text, member in mentions]}
+    answer = fhirpath.NATIVE[fhirpath._DOM_3](focus)
+    if answer is not None:
+        assert answer == fhirpath._evaluate(fhirpath._DOM_3, focus, focus, focus, True)

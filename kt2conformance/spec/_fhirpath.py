@@ -278,9 +278,64 @@ def _lacks(focus: Any, name: str) -> bool:
 
 
 def _no_contained(focus: Any) -> bool | None:
-    """dom-2, dom-3, dom-4 and dom-5 on a resource without contained resources: each tests
+    """dom-2, dom-4 and dom-5 on a resource without contained resources: each tests
     `contained…empty()`, true when there is nothing contained."""
     return True if _lacks(focus, "contained") else None
+
+
+def _strings(value: Any) -> tuple[set[str], set[str]] | None:
+    """Every string anywhere in a JSON value, and those of its `reference` members: what
+    `descendants()` reaches (every member, `_x` companions too), found without recursion. None
+    for an array inside an array, on which fhirpathpy's descendants() fails."""
+    strings: set[str] = set()
+    references: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("reference")
+            if isinstance(ref, str):
+                references.add(ref)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            if any(isinstance(i, list) for i in item):
+                return None
+            stack.extend(item)
+        elif isinstance(item, str):
+            strings.add(item)
+    return strings, references
+
+
+def _dom_3(focus: Any) -> bool | None:
+    """dom-3 on a resource whose contained resources all have a plain id: it holds when each is
+    named by a `reference` (`#id`) somewhere in the resource, and fails when one of them is named
+    by no string at all and no string anywhere is `#` (the expression's other ways to be
+    referred to: a canonical, uri or url `#id`, or a reference to the container `#`). What lies
+    between (an `#id` only in some other string) is left to fhirpathpy."""
+    if not isinstance(focus, dict) or "_contained" in focus:
+        return None
+    if "contained" not in focus:
+        return True
+    contained = focus["contained"]
+    if not isinstance(contained, list) or not contained or not isinstance(focus.get("resourceType"), str):
+        return None
+    ids = []
+    for res in contained:
+        if not isinstance(res, dict) or "_id" in res or not isinstance(res.get("resourceType"), str):
+            return None
+        rid = res.get("id")
+        if not isinstance(rid, str) or not rid:
+            return None
+        ids.append(f"#{rid}")
+    found = _strings(focus)
+    if found is None:
+        return None
+    strings, references = found
+    if all(i in references for i in ids):
+        return True
+    if "#" not in strings and any(i not in strings for i in ids):
+        return False
+    return None
 
 
 def _dom_6(focus: Any) -> bool | None:
@@ -319,7 +374,7 @@ _DOM_3 = ("contained.where((('#'+id in (%resource.descendants().reference | %res
 # by fhirpathpy. tests/test_fhirpath.py checks each answer against fhirpathpy's.
 NATIVE: dict[str, Callable[[Any], bool | None]] = {
     "contained.contained.empty()": _no_contained,  # dom-2
-    _DOM_3: _no_contained,
+    _DOM_3: _dom_3,
     "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()": _no_contained,  # dom-4
     "contained.meta.security.empty()": _no_contained,  # dom-5
     "text.`div`.exists()": _dom_6,
