@@ -284,23 +284,24 @@ def _no_contained(focus: Any) -> bool | None:
 
 
 def _strings(value: Any) -> tuple[set[str], set[str]] | None:
-    """Every string anywhere in a JSON value, and those of its `reference` members: what
-    `descendants()` reaches (every member, `_x` companions too), found without recursion. None
-    for an array inside an array, on which fhirpathpy's descendants() fails."""
+    """Every string anywhere in a JSON value (what `descendants()` reaches: every member, `_x`
+    companions too), and those of its `reference` members outside `_x` companions (where
+    fhirpathpy's `.reference` does not find them), found without recursion. None for an array
+    inside an array, on which fhirpathpy's descendants() fails."""
     strings: set[str] = set()
     references: set[str] = set()
-    stack = [value]
+    stack: list[tuple[Any, bool]] = [(value, False)]
     while stack:
-        item = stack.pop()
+        item, companion = stack.pop()
         if isinstance(item, dict):
             ref = item.get("reference")
-            if isinstance(ref, str):
+            if isinstance(ref, str) and not companion:
                 references.add(ref)
-            stack.extend(item.values())
+            stack.extend((v, companion or k.startswith("_")) for k, v in item.items())
         elif isinstance(item, list):
             if any(isinstance(i, list) for i in item):
                 return None
-            stack.extend(item)
+            stack.extend((i, companion) for i in item)
         elif isinstance(item, str):
             strings.add(item)
     return strings, references
