@@ -19,6 +19,8 @@ R4_TYPES = PROFILES_DIR / "r4" / "profiles-types.json"
 R4_CORE_RESOURCES = PROFILES_DIR / "r4" / "core-resources.json.gz"
 R4_CORE_EXTENSIONS = PROFILES_DIR / "r4" / "core-extensions.json.gz"
 R4_CORE_TERMINOLOGY = PROFILES_DIR / "r4" / "core-terminology.json.gz"
+# what HAPI's validator knows with no terminology server: ISO 3166, ISO 4217, USPS
+COMMON_CODE_SYSTEMS = PROFILES_DIR / "r4" / "common-code-systems.json"
 FIXTURES_DIR = DATA_ROOT / "fixtures"
 REFERENCE_SERVER_DIR = PROJECT_ROOT / "reference_server"
 SUITES_DIR = DATA_ROOT / "suites"

@@ -228,3 +228,42 @@ def test_cli_validate_reports_repeated_property(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert [i["key"] for i in json.loads(result.stdout)[0]["issues"] if i["severity"] == "error"] == ["Task/type"]
+
+
+# -- codes: extensible bindings on a Coding, the validator's common code systems -------------------
+
+CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
+def test_extensibly_bound_coding_is_judged_by_its_value_set_alone(oracle: Oracle) -> None:
+    """meta.security (a Coding, extensible): an unknown code of a system the value set draws on,
+    or a Coding without code, is the validator's warning, not an error."""
+    assert not keys(oracle, task(meta={"security": [{"system": CONF, "code": "ZZ"}]}))
+    assert not keys(oracle, task(meta={"security": [{"system": CONF}]}))
+
+
+def test_extensibly_bound_codeable_concept_checks_each_code(oracle: Oracle) -> None:
+    """Identifier.type (a CodeableConcept, extensible): an unknown code of a system known in full
+    is an error, whether or not the value set draws on that system."""
+    ok = task(identifier=[{"system": "http://example.org/ids", "value": "1",
+                           "type": {"coding": [{"system": ACT, "code": "ACCTRECEIVABLE"}]}}])
+    assert not keys(oracle, ok)
+    bad = copy.deepcopy(ok)
+    bad["identifier"][0]["type"]["coding"][0]["code"] = "ZZ"
+    assert "Task.identifier/binding" in keys(oracle, bad)
+
+
+@pytest.mark.parametrize("system, good, bad", [
+    ("urn:iso:std:iso:4217", "EUR", "ZZZ"),
+    ("urn:iso:std:iso:3166", "NL", "ZZ"),
+    ("https://www.usps.com/", "CA", "ZZ"),
+])
+def test_common_code_systems_are_known_in_full(oracle: Oracle, system: str, good: str, bad: str) -> None:
+    assert not keys(oracle, ext("Coding", {"system": system, "code": good}))
+    assert "Task.extension/binding" in keys(oracle, ext("Coding", {"system": system, "code": bad}))
+
+
+def test_money_currency_required_binding(oracle: Oracle) -> None:
+    assert not keys(oracle, ext("Money", {"value": 1, "currency": "EUR"}))
+    assert "Task.extension/binding" in keys(oracle, ext("Money", {"value": 1, "currency": "XXX1"}))

@@ -521,7 +521,7 @@ class _Walk:
                 self.coding(item, check.node, key, path)
             elif code == "CodeableConcept" and isinstance(item.get("coding"), list):
                 for i, coding in enumerate(item["coding"]):
-                    self.coding(coding, check.node, key, f"{path}.coding[{i}]")
+                    self.coding(coding, check.node, key, f"{path}.coding[{i}]", in_concept=True)
         if check.rules:
             self.rules(item, check, key, path)
 
@@ -589,21 +589,21 @@ class _Walk:
         self.add(key, "targetProfile", path, f"the contained resource #{local_id} does not conform to {names}: "
                  f"{failures[0].path}: {failures[0].message}")
 
-    def coding(self, item: Any, node: Node, key: str, path: str) -> None:
+    def coding(self, item: Any, node: Node, key: str, path: str, in_concept: bool = False) -> None:
         """A code of a CodeSystem known in full must be one of its codes, whatever the binding
-        strength, as the HL7 validator checks it: except where an extensible binding's value set
-        does not draw on that system (the code is then judged against the value set only, and
-        being outside an extensible one is no error)."""
+        strength, as the HL7 validator checks it: except in a Coding element (not one inside a
+        CodeableConcept) bound extensibly, which the validator judges against the value set
+        alone, and being outside an extensible one is a warning (meta.security with an unknown
+        v3-Confidentiality code, or a v2 code). A CodeableConcept bound extensibly has each
+        coding checked against its CodeSystem (Identifier.type with an unknown code)."""
+        if not in_concept and node.binding is not None and node.binding[0] == "extensible":
+            return
         pair = _coding(item)
         if pair is None:
             system = item.get("system") if isinstance(item, dict) else None
             if not isinstance(system, str) or "code" in item or "_code" in item:
                 return
             pair = (system, "")  # a system known in full and no code: HAPI's "Unknown code '…#null'"
-        if node.binding is not None and node.binding[0] == "extensible":
-            expansion = self.oracle.expansion(node.binding[1])
-            if expansion is None or all(system != pair[0] for system, _ in expansion):
-                return
         codes = self.oracle.known_system(pair[0])
         if codes is not None and pair[1] not in codes:
             what = f"{shown(pair[1])} is not a code of" if pair[1] else "a Coding without a code names"

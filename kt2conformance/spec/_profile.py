@@ -351,10 +351,13 @@ def r4_core_extensions() -> dict[str, Json]:
 
 @lru_cache(maxsize=1)
 def r4_core_terminology() -> tuple[dict[str, Json], dict[str, Json]]:
-    """R4 core's ValueSets and CodeSystems (FHIR, v2, v3), each by canonical URL."""
+    """R4 core's ValueSets and CodeSystems (FHIR, v2, v3), each by canonical URL, and the code
+    systems HAPI's validator knows in full without a terminology server (ISO 3166 countries,
+    ISO 4217 currencies, USPS states: its CommonCodeSystemsTerminologyService)."""
     value_sets: dict[str, Json] = {}
     code_systems: dict[str, Json] = {}
-    for res in _bundle(paths.R4_CORE_TERMINOLOGY):
+    common = json.loads(paths.COMMON_CODE_SYSTEMS.read_text(encoding="utf-8"))["entry"]
+    for res in _bundle(paths.R4_CORE_TERMINOLOGY) + [e["resource"] for e in common]:
         (value_sets if res["resourceType"] == "ValueSet" else code_systems)[res["url"]] = res
     return value_sets, code_systems
 
