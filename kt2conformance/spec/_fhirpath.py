@@ -257,12 +257,15 @@ def _order_form(expression: str) -> tuple[str, str, str] | None:
 
 
 def _order_fast(form: tuple[str, str, str], focus: Any) -> bool | None:
-    """The order form evaluated directly when both members are plain date/dateTime strings (or
-    one is absent); None to leave it to fhirpathpy (extensions `_x`, lists, other types)."""
+    """The order form evaluated directly when both members are plain date/dateTime strings (an
+    `_x` companion beside a value changes nothing) or one is absent; None to leave it to
+    fhirpathpy (a companion without a value, lists, other types)."""
     left, op, right = form
-    if not isinstance(focus, dict) or f"_{left}" in focus or f"_{right}" in focus:
+    if not isinstance(focus, dict):
         return None
     a, b = focus.get(left), focus.get(right)
+    if (f"_{left}" in focus and not isinstance(a, str)) or (f"_{right}" in focus and not isinstance(b, str)):
+        return None
     if a is None or b is None:
         return True
     if not (isinstance(a, str) and isinstance(b, str) and _components(a) and _components(b)):
