@@ -80,6 +80,13 @@ _EMPTY_WITH_COMPANION = ("an empty string value whose `_x` companion has extensi
                          "is absent instead of writing \"\"")
 
 
+_ELEMENT_ID_COMPANION = ("`_id` on an element (`\"owner\": {\"id\": \"o\", \"_id\": {extension: …}}`): HAPI's "
+                         "validator accepts extensions on Element.id; R4 defines Element.id with representation "
+                         "xmlAttr (\"In XML, this property is represented as an attribute not an element\", so it "
+                         "can carry no extension), and R4's JSON schema (fhir.schema.json) has no `_id` on any element "
+                         "or resource")
+
+
 def _at(task: Any, path: str) -> tuple[Any, str] | None:
     """(holder, property) of an instance path in `task` (`Task.executionPeriod.start`)."""
     holder: Any = task
@@ -107,6 +114,8 @@ def divergence(key: str | None, task: Any, path: str | None = None) -> str | Non
     meta = task.get("meta") if isinstance(task, dict) else None
     if key in ("Task.meta/type", "Task.meta/constraint:ele-1") and isinstance(meta, dict) and meta.get("profile") == []:
         return _EMPTY_META_PROFILE
+    if path is not None and key.endswith("/unknown") and path.endswith("._id") and path.count(".") > 1:
+        return _ELEMENT_ID_COMPANION
     place = _at(task, path) if path is not None and key.endswith("/format") else None
     if place is not None and place[0][place[1]] == "" and isinstance(place[0].get(f"_{place[1]}"), dict) \
             and place[0][f"_{place[1]}"].get("extension"):

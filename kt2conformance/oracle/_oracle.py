@@ -294,7 +294,7 @@ class _Walk:
             entry = props.get(prop)
             if entry is None:
                 if prop.startswith("_") and len(prop) > 1:
-                    self.primitive_extension(obj, prop, value, node, key, path, counts)
+                    self.primitive_extension(obj, prop, value, node, key, path, counts, is_resource)
                     continue
                 choice = node.choice_of(prop)
                 if choice is not None:
@@ -383,10 +383,14 @@ class _Walk:
         return [value]
 
     def primitive_extension(self, obj: dict[str, Any], prop: str, value: Any, node: Node, key: str,
-                            path: str, counts: dict[str, int]) -> None:
-        """`_x`: the id and extensions of primitive `x` (FHIR JSON §2.6.2)."""
+                            path: str, counts: dict[str, int], is_resource: bool = False) -> None:
+        """`_x`: the id and extensions of primitive `x` (FHIR JSON §2.6.2). An attribute (Element.id,
+        Extension.url: `xmlAttr` in R4) has none, except as the HL7 validator reads JSON: an
+        Extension's `_url` (R4's JSON schema has it too) and a resource's `_id` (Resource.id is
+        an element in XML, with room for extensions)."""
         entry = node.properties.get(prop[1:])
-        if entry is None or entry[1].primitive is None or entry[0].attribute:
+        extensible = prop == "_url" or (prop == "_id" and is_resource)
+        if entry is None or entry[1].primitive is None or (entry[0].attribute and not extensible):
             self.add(key, "unknown", f"{path}.{prop}", f"unknown element {prop!r}")
             return
         child, tref = entry
@@ -397,7 +401,7 @@ class _Walk:
         values = obj.get(prop[1:])
         parts = self.items(value, child, ckey, f"{path}.{prop}")  # `_x` has the shape of `x`
         plain = values if isinstance(values, list) else [values]
-        if prop[1:] not in obj:
+        if prop[1:] not in obj and not child.attribute:  # an attribute's value is what counts
             counts[child.name] = counts.get(child.name, 0) + len([p for p in parts if p is not None])
         elif child.is_array and isinstance(values, list) and isinstance(value, list) and len(values) != len(value):
             self.add(ckey, "type", f"{path}.{prop}",

@@ -101,9 +101,19 @@ def compare_dates(left: str, right: str) -> int | None:
     return 0 if len(a) == len(b) else None
 
 
+def _valueless(operand: list[Any]) -> bool:
+    """A single primitive that has only its `_x` companion (an id and extensions, no value)."""
+    if len(operand) != 1:
+        return False
+    data = util.get_data(operand[0])  # type: ignore[no-untyped-call]
+    return isinstance(data, dict) and bool(data) and data.keys() <= {"id", "extension"}
+
+
 def _ordering(test: Callable[[int], bool], fallback: Callable[..., Any]) -> dict[str, Any]:
     def fn(left: list[Any], right: list[Any]) -> Any:
-        if not left or not right:
+        if not left or not right or _valueless(left) or _valueless(right):
+            # a primitive with only extensions has no value to order: the HL7 engine fails on it
+            # (an error, or no verdict where `or`/`implies` has already decided); empty does both
             return []
         a = _as_text(left[0]) if len(left) == 1 else None
         b = _as_text(util.get_data(right[0])) if len(right) == 1 else None  # type: ignore[no-untyped-call]
