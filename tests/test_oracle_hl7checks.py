@@ -191,3 +191,38 @@ def test_attribute_companions(oracle: Oracle, changes: dict[str, Any], expected:
     (and, for `_url`, R4's JSON schema) reads JSON; the companion never stands in for the url
     itself. Element.id is an XML attribute: no `_id` (a documented divergence from HAPI)."""
     assert keys(oracle, task(**changes)) == expected
+
+
+@pytest.mark.parametrize("where", ["_status", "_description", "identifier"])
+def test_reference_in_a_primitive_extension_counts_for_dom3(oracle: Oracle, where: str) -> None:
+    """A contained resource referred to only from an extension on a primitive is referred to
+    (the HL7 engine's descendants() reach a primitive's extensions); unreferenced it breaks dom-3."""
+    ref = {"url": "http://example.org/fhir/StructureDefinition/subject", "valueReference": {"reference": "#c1"}}
+    changes: dict[str, Any] = {"contained": [{"resourceType": "Patient", "id": "c1"}], "description": "d"}
+    if where == "identifier":
+        changes["identifier"] = ident("http://example.org/ids", _value={"extension": [ref]})
+    else:
+        changes[where] = {"extension": [ref]}
+    assert keys(oracle, task(**changes)) == set()
+    ref["valueReference"]["reference"] = "#other"
+    assert "Task/constraint:dom-3" in keys(oracle, task(**changes))
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"meta": {"tag": [{"system": "http://example.org/tags", "code": "a"}]}}, set()),
+    ({"meta": {"tag": [{"system": "ftp://example.org/tags", "display": "a"}]}}, set()),  # no code
+    ({"extension": ext("http://example.org/e", valueCoding={"system": "urn:example:cs", "code": "a"})}, set()),
+    ({"extension": ext("http://example.org/e", valueQuantity={"value": 1, "system": "http://unitsofmeasure.org",
+                                                              "code": "mg"})}, set()),
+    ({"extension": ext("http://example.org/e", valueCodeableConcept={"coding": [{"system": "ftp://x", "code": "a"}]})},
+     set()),  # a CodeableConcept's codings are judged by their binding only
+    ({"meta": {"tag": [{"system": "ftp://example.org/tags", "code": "a"}]}}, {"Task.meta/format"}),
+    ({"extension": ext("http://example.org/e", valueCoding={"system": "ldap:x", "code": "a"})}, {"Task.extension/format"}),
+    ({"extension": ext("http://example.org/e", valueQuantity={"value": 1, "system": "mailto:x", "code": "a"})},
+     {"Task.extension/format"}),
+], ids=["tag", "tag-without-code", "coding-urn", "quantity-ucum", "codeable-concept", "tag-ftp", "coding-ldap",
+        "quantity-mailto"])
+def test_coding_and_quantity_system_is_absolute(oracle: Oracle, changes: dict[str, Any], expected: set[str]) -> None:
+    """A Coding no value set judges (no binding, or an example one) and a Quantity: with a code,
+    the system is http:, https: or urn: (InstanceValidator.checkCodedElement)."""
+    assert keys(oracle, task(**changes)) == expected

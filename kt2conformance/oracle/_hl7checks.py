@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["canonical_problem", "conditional_reference_problem", "identifier_problems", "is_absolute_url"]
+__all__ = ["canonical_problem", "coded_system_problem", "conditional_reference_problem", "identifier_problems", "is_absolute_url"]
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # UUIDUtilities
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_\[\]]*")  # Utilities.isToken
@@ -72,6 +72,15 @@ def identifier_problems(identifier: dict[str, object]) -> list[tuple[str, str]]:
             and _UUID.fullmatch(value) is None:
         problems.append(("value", f"{value!r} is not a UUID, as {RFC_4122} requires"))
     return problems
+
+
+def coded_system_problem(coded: dict[str, object]) -> str | None:
+    """checkCodedElement (a Coding outside a CodeableConcept, a Quantity): with both a system
+    and a code, the system is a code system's URI, http:, https: or urn: (ldap: is not)."""
+    system, code = coded.get("system"), coded.get("code")
+    if isinstance(system, str) and isinstance(code, str) and not system.startswith(("http:", "https:", "urn:")):
+        return f"a code system is named by an absolute URI (http:, https: or urn:), not {system!r}"
+    return None
 
 
 def conditional_reference_problem(reference: str, resource_types: frozenset[str]) -> str | None:

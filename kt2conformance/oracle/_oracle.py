@@ -522,12 +522,24 @@ class _Walk:
                 for child, text in hl7.identifier_problems(item):
                     self.add(key, "format", f"{path}.{child}", text)
             elif check.coding:
+                binding = check.node.binding
+                if binding is None or binding[0] == "example":  # no value set check stands in for it
+                    self.coded_system(item, key, path)
                 self.coding(item, check.node, key, path)
+            elif code == "Quantity":
+                self.coded_system(item, key, path)
             elif code == "CodeableConcept" and isinstance(item.get("coding"), list):
                 for i, coding in enumerate(item["coding"]):
                     self.coding(coding, check.node, key, f"{path}.coding[{i}]", in_concept=True)
         if check.rules:
             self.rules(item, check, key, path)
+
+    def coded_system(self, item: dict[str, Any], key: str, path: str) -> None:
+        """checkCodedElement on a Coding or Quantity with a system and a code that no value set
+        judges: the system names a code system absolutely (http:, https: or urn:)."""
+        problem = hl7.coded_system_problem(item)
+        if problem is not None:
+            self.add(key, "format", f"{path}.system", problem)
 
     def uri_rules(self, item: str, node: Node, tref: TypeRef, key: str, path: str) -> bool:
         """What the HL7 validator demands of a canonical beyond its lexical form: absolute (as

@@ -297,24 +297,24 @@ def _no_contained(focus: Any) -> bool | None:
 
 
 def _strings(value: Any) -> tuple[set[str], set[str]] | None:
-    """Every string anywhere in a JSON value (what `descendants()` reaches: every member, `_x`
-    companions too), and those of its `reference` members outside `_x` companions (where
-    fhirpathpy's `.reference` does not find them), found without recursion. None for an array
-    inside an array, on which fhirpathpy's descendants() fails."""
+    """Every string anywhere in a JSON value, and those of its `reference` members: what
+    `descendants()` reaches (every member, `_x` companions too: a reference in a primitive's
+    extension counts, as in the HL7 engine), found without recursion. None for an array inside
+    an array, on which fhirpathpy's descendants() fails."""
     strings: set[str] = set()
     references: set[str] = set()
-    stack: list[tuple[Any, bool]] = [(value, False)]
+    stack = [value]
     while stack:
-        item, companion = stack.pop()
+        item = stack.pop()
         if isinstance(item, dict):
             ref = item.get("reference")
-            if isinstance(ref, str) and not companion:
+            if isinstance(ref, str):
                 references.add(ref)
-            stack.extend((v, companion or k.startswith("_")) for k, v in item.items())
+            stack.extend(item.values())
         elif isinstance(item, list):
             if any(isinstance(i, list) for i in item):
                 return None
-            stack.extend((i, companion) for i in item)
+            stack.extend(item)
         elif isinstance(item, str):
             strings.add(item)
     return strings, references
@@ -468,12 +468,13 @@ def _merged(value: Any, seen: dict[int, Any]) -> Any:
 
     fhirpathpy navigates `x` and `_x` as two items, so `lastModified` with extensions is a
     collection of two, and every singleton use (inv-1's `lastModified >= authoredOn`, a
-    `startsWith`) fails, `count()` is off by one. Here the companion of a present value is
-    dropped (the value is the item; fhirpathpy cannot reach a primitive's extensions anyway), a
-    repeating one fills only the places without a value, and a companion without a value (or
-    with `""`, which the HL7 validator reads as none) stays the item: an element with no value,
-    hasValue() false, and an error in a comparison, as in the Java engine. Copies only what changes; `seen`
-    keeps one copy per object, so focus inside %resource stays the same object."""
+    `startsWith`) fails, `count()` is off by one. Here the value of a primitive is its item (the
+    companion of a present value moves to `__x`, out of `x`'s and children()'s way but still
+    among descendants(), where dom-3 looks for references); a repeating one fills only the
+    places without a value; a companion without a value (or with `""`, which the HL7 validator
+    reads as none) stays the item: an element with no value, hasValue() false, and no order in
+    a comparison, as in the Java engine. Copies only what changes; `seen` keeps one copy per
+    object, so focus inside %resource stays the same object."""
     if not isinstance(value, (dict, list)):
         return value
     done = seen.get(id(value))
@@ -487,12 +488,15 @@ def _merged(value: Any, seen: dict[int, Any]) -> Any:
         fields: dict[str, Any] = {}
         for k, v in value.items():
             if k.startswith("_") and k[1:] in value:
-                plain, companion = value[k[1:]], v
+                plain, companion = value[k[1:]], _merged(v, seen)
                 if isinstance(plain, list) and isinstance(companion, list):
                     fields[k[1:]] = [p if p not in (None, "") or i >= len(companion) else companion[i]
                                      for i, p in enumerate(plain)]
                 elif plain == "":
                     fields[k[1:]] = companion  # the HL7 engine reads "" as no value
+                # kept where descendants() still finds it (a reference in a primitive's extension
+                # counts for dom-3, as in the HL7 engine) but `x` and children() do not
+                fields[f"_{k}"] = companion
                 changed = True
                 continue
             m = _merged(v, seen)
