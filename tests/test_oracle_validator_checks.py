@@ -267,3 +267,61 @@ def test_common_code_systems_are_known_in_full(oracle: Oracle, system: str, good
 def test_money_currency_required_binding(oracle: Oracle) -> None:
     assert not keys(oracle, ext("Money", {"value": 1, "currency": "EUR"}))
     assert "Task.extension/binding" in keys(oracle, ext("Money", {"value": 1, "currency": "XXX1"}))
+
+
+# -- contained resources: dom-3 as the validator enforces it, ids, claims, canonical urls -------
+
+def _patient(id_: str, **more: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": id_, **more}
+
+
+def _link(target: str) -> dict[str, Any]:
+    return {"link": [{"other": {"reference": target}, "type": "seealso"}]}
+
+
+def _refer(*ids: str) -> list[dict[str, Any]]:
+    return [{"url": EXT, "valueReference": {"reference": f"#{i}"}} for i in ids]
+
+
+def test_dom3_follows_references_from_the_container(oracle: Oracle) -> None:
+    chain = task(contained=[_patient("c1", **_link("#c2")), _patient("c2")], extension=_refer("c1"))
+    assert not keys(oracle, chain)
+    # c1 refers to c2, but nothing outside refers to c1: both are orphans to the validator
+    dangling = task(contained=[_patient("c1", **_link("#c2")), _patient("c2")])
+    assert [i.path for i in oracle.errors(dangling)] == ["Task.contained[0]", "Task.contained[1]"]
+    # a contained resource that only refers to itself is not referred to
+    assert "Task/constraint:dom-3" in keys(oracle, task(contained=[_patient("c1", **_link("#c1"))]))
+    # one that refers to its container (#) is; and `#` resolves to the container's type there
+    to_container = [{"url": EXT, "valueReference": {"reference": "#"}}]
+    assert not keys(oracle, task(contained=[_patient("c1", extension=to_container)]))
+    assert "Task.contained/targetProfile" in keys(oracle, task(contained=[_patient("c1", **_link("#"))]))
+
+
+def test_reference_to_the_container_only_inside_a_contained_resource(oracle: Oracle) -> None:
+    assert "Task.owner/constraint:ref-1" in keys(oracle, task(owner={"reference": "#"}))
+
+
+def test_dom3_counts_narrative_links(oracle: Oracle) -> None:
+    div = f"<div {XNS}><a href='#c1'>patiënt</a></div>"
+    assert not keys(oracle, task(contained=[_patient("c1")], text={"status": "generated", "div": div}))
+    assert "Task/constraint:dom-3" in keys(oracle, task(contained=[_patient("c1")]))
+
+
+def test_contained_ids_are_unique(oracle: Oracle) -> None:
+    two = [_patient("c1"), {"resourceType": "Practitioner", "id": "c1"}]
+    assert [(i.key, i.path) for i in oracle.errors(task(contained=two, extension=_refer("c1")))] == [
+        ("Task/constraint:dom-3", "Task.contained[1]")]
+
+
+def test_contained_resource_is_held_to_the_profiles_it_claims(oracle: Oracle) -> None:
+    claim = {"profile": ["http://koppeltaal.nl/fhir/StructureDefinition/KT2Patient"]}
+    assert not keys(oracle, task(contained=[_patient("c1")], extension=_refer("c1")))
+    found = oracle.errors(task(contained=[_patient("c1", meta=claim)], extension=_refer("c1")))
+    assert {(i.key, i.path) for i in found} >= {("Task.contained/min", "Task.contained[0].identifier"),
+                                               ("Task.contained/min", "Task.contained[0].name")}
+
+
+def test_contained_definition_url_is_absolute(oracle: Oracle) -> None:
+    ad = {"resourceType": "ActivityDefinition", "id": "c1", "status": "draft"}
+    assert not keys(oracle, task(contained=[{**ad, "url": "http://example.org/ad/1"}], extension=_refer("c1")))
+    assert "Task.contained/format" in keys(oracle, task(contained=[{**ad, "url": "ad/1"}], extension=_refer("c1")))

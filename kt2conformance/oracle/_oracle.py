@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, cast
 
 from kt2conformance._errors import load_json
 from kt2conformance._vocabulary import ConstraintKey, Kind
+from kt2conformance.oracle import _contained as contained_rules
 from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec import _terminology as terminology
@@ -567,7 +568,16 @@ class _Walk:
             self.target(literal if literal is not None else declared if isinstance(declared, str) else None,
                         tref, key, path)
         reference = ref.get("reference")
-        if isinstance(reference, str) and reference.startswith("#") and tref.target_profiles:
+        if reference == "#":
+            # the container itself: only a contained resource has one to refer to (the validator
+            # resolves `#` there, and checks the container's type against the target types)
+            if self.contained_at is None:
+                self.add(key, "constraint:ref-1", f"{path}.reference",
+                         "a reference '#' names the containing resource: only a contained resource has one")
+            elif tref.target_types and literal is None:
+                rtype = self.resource.get("resourceType")
+                self.target(rtype if isinstance(rtype, str) else None, tref, key, path)
+        elif isinstance(reference, str) and reference.startswith("#") and tref.target_profiles:
             self.contained_target(reference[1:], tref, key, path)
         if isinstance(reference, str):
             problem = hl7.conditional_reference_problem(reference, RESOURCE_TYPES)
@@ -854,22 +864,59 @@ class Oracle:
         self._contained_ids(walk, task)
         self._narratives(walk, task)
         for inv in self.tree.invariants:
-            if inv.key in STRUCTURAL_INVARIANTS:
-                continue
+            if inv.key in STRUCTURAL_INVARIANTS or inv.key == "dom-3":
+                continue  # dom-3: as the validator enforces it (_contained_ids)
             walk.invariant(inv, task, root, root)
         return walk.issues
 
     def _contained_ids(self, walk: _Walk, task: dict[str, Any]) -> None:
-        """dom-3 as the HL7 validator enforces it: a contained resource needs an id to be
-        referenced at all (the FHIRPath text of dom-3 passes an id-less one by)."""
+        """dom-3 as the HL7 validator enforces it, in code rather than by its FHIRPath text
+        (oracle/_contained.py): a contained resource needs an id, a unique one, and a chain of
+        references to it from the container."""
         contained = task.get("contained")
-        if not isinstance(contained, list) or not any(i.key == "dom-3" for i in self.tree.invariants):
+        dom3 = next((i for i in self.tree.invariants if i.key == "dom-3"), None)
+        if not isinstance(contained, list) or dom3 is None:
             return
         root = self.tree.id
         for i, res in enumerate(contained):
             if isinstance(res, dict) and not isinstance(res.get("id"), str):
                 walk.add(root, "constraint:dom-3", f"{root}.contained[{i}]",
                          "a contained resource needs an id, by which it is referenced (dom-3)")
+        for i in contained_rules.duplicate_ids(task):
+            walk.add(root, "constraint:dom-3", f"{root}.contained[{i}]",
+                     f"a second contained resource with id {shown(contained[i].get('id'))}: ids must be unique")
+        key = self.tree.properties["contained"][0] if "contained" in self.tree.properties else None
+        for i in contained_rules.relative_canonical_urls(task):
+            walk.add(key.id if key is not None and key.owns_key else root, "format", f"{root}.contained[{i}].url",
+                     f"a contained {contained[i]['resourceType']}'s canonical url must be absolute, "
+                     f"not {shown(contained[i]['url'])}")
+        self._claimed_by_contained(walk, task, key.id if key is not None and key.owns_key else root)
+        for i in contained_rules.orphans(task):
+            walk.add(root, "constraint:dom-3", f"{root}.contained[{i}]",
+                     f"{dom3.human or 'a contained resource must be referred to'} (dom-3)", dom3.severity)
+
+    def _claimed_by_contained(self, walk: _Walk, task: dict[str, Any], key: str) -> None:
+        """A contained resource is also validated against each profile its meta.profile claims
+        that the package defines for its type (a contained Patient claiming KT2Patient needs
+        KT2Patient's identifier, name, gender…), as the validator does with every claim."""
+        seen = {(i.key, i.path, i.message) for i in walk.issues}
+        for i, res in enumerate(task.get("contained") or []):
+            meta = res.get("meta") if isinstance(res, dict) else None
+            claims = meta.get("profile") if isinstance(meta, dict) else None
+            rtype = res.get("resourceType") if isinstance(res, dict) else None
+            if not isinstance(claims, list) or not isinstance(rtype, str):
+                continue
+            for url in claims:
+                tree = self.profile_tree(url) if isinstance(url, str) else None
+                if tree is None or tree.name != rtype:
+                    continue
+                sub = _Walk(self, task)
+                sub.contained(res, tree, rtype, key, f"{self.tree.id}.contained[{i}]")
+                for issue in sub.issues:
+                    if issue.severity == "error" and (issue.key, issue.path, issue.message) not in seen:
+                        seen.add((issue.key, issue.path, issue.message))
+                        walk.issues.append(replace(issue, message=f"{issue.message} (claimed profile "
+                                                                  f"{url.rsplit('/', 1)[-1]})"))
 
     def _narratives(self, walk: _Walk, task: dict[str, Any]) -> None:
         """The narrative (the Task's and each contained resource's) as the HL7 validator reads
@@ -888,7 +935,8 @@ class Oracle:
             narrative = resource.get("text") if isinstance(resource, dict) else None
             div = narrative.get("div") if isinstance(narrative, dict) else None
             if isinstance(div, str):
-                for problem in xhtml.problems(div) + xhtml.fragment_problems(div, resource):
+                # `#` links resolve in the whole Task, a contained resource's narrative included
+                for problem in xhtml.problems(div) + xhtml.fragment_problems(div, task):
                     walk.add(key, "format", f"{path}.text.div", problem)
 
     def validate_json(self, text: str) -> list[Issue]:

@@ -169,10 +169,11 @@ _AS_CALL = re.compile(r"(?<![\w$])as\(")
 
 # Published R4 invariants the HL7 Java validator rewrites before evaluating them
 # (FHIRPathExpressionFixer): R4's ref-1 is empty, so not met, on a Reference without `reference`
-# (identifier-only or type-only); R4B repaired it with `reference.exists() implies (...)`.
+# (identifier-only or type-only); R4B repaired it with `reference.exists() implies (...)`, and the
+# validator also lets `#` (a reference to the container itself) pass.
 _R4_REF_1 = ("reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
              "%rootResource.contained.id.trace('ids'))")
-PUBLISHED_FIXES: dict[str, str] = {_R4_REF_1: f"reference.exists() implies ({_R4_REF_1})"}
+PUBLISHED_FIXES: dict[str, str] = {_R4_REF_1: f"reference.exists() implies (reference = '#' or ({_R4_REF_1}))"}
 
 
 @cache
