@@ -325,3 +325,23 @@ def test_contained_definition_url_is_absolute(oracle: Oracle) -> None:
     ad = {"resourceType": "ActivityDefinition", "id": "c1", "status": "draft"}
     assert not keys(oracle, task(contained=[{**ad, "url": "http://example.org/ad/1"}], extension=_refer("c1")))
     assert "Task.contained/format" in keys(oracle, task(contained=[{**ad, "url": "ad/1"}], extension=_refer("c1")))
+
+
+def test_element_ids_are_unique_within_a_resource(oracle: Oracle) -> None:
+    ident = {"id": "x1", "system": "http://example.org/ids", "value": "1"}
+    assert not keys(oracle, task(identifier=[ident], id="x1"))  # the resource's own id is apart
+    assert "Task/type" in keys(oracle, task(identifier=[ident], extension=[{"id": "x1", "url": EXT, "valueString": "a"}]))
+    assert "Task/type" in keys(oracle, task(_status={"id": "p"}, _intent={"id": "p"}))
+    # a contained resource's element ids are its own
+    patient = _patient("c1", name=[{"id": "x1", "family": "A"}])
+    assert not keys(oracle, task(identifier=[ident], contained=[patient], extension=_refer("c1")))
+    patient["name"].append({"id": "x1", "family": "B"})
+    assert "Task.contained/type" in keys(oracle, task(contained=[patient], extension=_refer("c1")))
+
+
+def test_claimed_profile_version_must_be_known(oracle: Oracle) -> None:
+    kt2 = "http://koppeltaal.nl/fhir/StructureDefinition/KT2Task"
+    assert not keys(oracle, task(meta={"profile": [f"{kt2}|0.8.1"]}))
+    assert "Task.meta/unknown" in keys(oracle, task(meta={"profile": [f"{kt2}|9.9"]}))
+    assert not keys(oracle, task(meta={"profile": ["http://hl7.org/fhir/StructureDefinition/Task|4.0.1"]}))
+    assert "Task.meta/unknown" in keys(oracle, task(meta={"profile": ["http://hl7.org/fhir/StructureDefinition/Task|3.0.2"]}))

@@ -12,6 +12,9 @@ the rule in code instead (checkContainedReferences), and that is what a Koppelta
   container itself (a reference `#`), or when another contained resource that is itself referred
   to refers to it (a chain from the container);
 - two contained resources with the same id are an error ("Duplicate ID for contained resource");
+- element ids (`id` on any element, a primitive's `_x` included, not the resources' own) are
+  unique within a resource, the container and each contained resource apart ("Duplicate id
+  value");
 - a contained definition's canonical `url` (ActivityDefinition.url, ValueSet.url, …) must be an
   absolute URL ("Canonical URLs in contained resources must be absolute URLs if present").
 
@@ -28,7 +31,7 @@ from typing import Any
 from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.spec import _xhtml as xhtml
 
-__all__ = ["CANONICAL_RESOURCES", "duplicate_ids", "orphans", "relative_canonical_urls"]
+__all__ = ["CANONICAL_RESOURCES", "duplicate_element_ids", "duplicate_ids", "orphans", "relative_canonical_urls"]
 
 # VersionUtilities.getCanonicalResourceNames for R4: their `url` is a definition's identity
 CANONICAL_RESOURCES = frozenset({
@@ -138,3 +141,25 @@ def relative_canonical_urls(resource: dict[str, Any]) -> list[int]:
             if isinstance(res, dict) and isinstance(res.get("resourceType"), str)
             and res["resourceType"] in CANONICAL_RESOURCES
             and isinstance(res.get("url"), str) and res["url"] and not hl7.is_absolute_url(res["url"])]
+
+
+def duplicate_element_ids(resource: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """(instance path, id) of each element whose id an earlier element of the same resource
+    (its contained resources left out) already has."""
+    seen: set[str] = set()
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str]] = [(v, f"{path}.{k}") for k, v in reversed(list(resource.items()))
+                                    if k not in ("contained", "id")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            id_ = value.get("id")
+            if isinstance(id_, str) and id_:
+                if id_ in seen:
+                    found.append((where, id_))
+                seen.add(id_)
+            if "resourceType" not in value:  # a resource inside (Bundle, Parameters) has its own ids
+                stack.extend((v, f"{where}.{k}") for k, v in reversed(list(value.items())) if k != "id")
+    return found

@@ -807,7 +807,11 @@ class Oracle:
             base = url.split("|")[0]
             name = base.rsplit("/", 1)[-1]
             if base == f"http://hl7.org/fhir/StructureDefinition/{name}" and name in RESOURCE_TYPES:
-                sd = {"type": name}
+                sd = {"type": name, "version": "4.0.1"}
+        version = url.partition("|")[2]
+        if sd is not None and version and sd.get("version") != version:
+            # the validator looks a versioned canonical up by url and version
+            return f"the profile {shown(url)} is not known in that version ({sd.get('version')} is)"
         if sd is None:
             return f"the profile {shown(url)} is not known, so the resource cannot be checked against it"
         if isinstance(resource_type, str) and sd.get("type") != resource_type:
@@ -862,12 +866,29 @@ class Oracle:
             walk.add(root, "type", root, f"resourceType must be {self.resource_type!r}, got {shown(task.get('resourceType'))}")
         walk.obj(task, self.tree, root, root, is_resource=True)
         self._contained_ids(walk, task)
+        self._element_ids(walk, task)
         self._narratives(walk, task)
         for inv in self.tree.invariants:
             if inv.key in STRUCTURAL_INVARIANTS or inv.key == "dom-3":
                 continue  # dom-3: as the validator enforces it (_contained_ids)
             walk.invariant(inv, task, root, root)
         return walk.issues
+
+    def _element_ids(self, walk: _Walk, task: dict[str, Any]) -> None:
+        """Element ids are unique within a resource (the validator's "Duplicate id value"): the
+        Task's, and each contained resource's among its own."""
+        root = self.tree.id
+        for where, id_ in contained_rules.duplicate_element_ids(task, root):
+            walk.add(root, "type", where, f"a second element with id {shown(id_)}: element ids are unique in a resource")
+        contained = task.get("contained")
+        if isinstance(contained, list):
+            entry = self.tree.properties.get("contained")
+            key = entry[0].id if entry is not None and entry[0].owns_key else root
+            for i, res in enumerate(contained):
+                if isinstance(res, dict):
+                    for where, id_ in contained_rules.duplicate_element_ids(res, f"{root}.contained[{i}]"):
+                        walk.add(key, "type", where, f"a second element with id {shown(id_)}: element ids are "
+                                 "unique in a resource")
 
     def _contained_ids(self, walk: _Walk, task: dict[str, Any]) -> None:
         """dom-3 as the HL7 validator enforces it, in code rather than by its FHIRPath text
