@@ -345,3 +345,33 @@ def test_claimed_profile_version_must_be_known(oracle: Oracle) -> None:
     assert "Task.meta/unknown" in keys(oracle, task(meta={"profile": [f"{kt2}|9.9"]}))
     assert not keys(oracle, task(meta={"profile": ["http://hl7.org/fhir/StructureDefinition/Task|4.0.1"]}))
     assert "Task.meta/unknown" in keys(oracle, task(meta={"profile": ["http://hl7.org/fhir/StructureDefinition/Task|3.0.2"]}))
+
+
+# -- extensions whose definition is at hand are held to it -----------------------------------------
+
+CORE = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def _on_patient(*extensions: dict[str, Any]) -> Task:
+    return task(contained=[_patient("c1", extension=list(extensions))], extension=_refer("c1"))
+
+
+def test_core_extension_value_type(oracle: Oracle) -> None:
+    assert not keys(oracle, _on_patient({"url": CORE + "patient-birthPlace", "valueAddress": {"city": "Utrecht"}}))
+    assert "Task.contained/type" in keys(oracle, _on_patient({"url": CORE + "patient-birthPlace", "valueString": "x"}))
+
+
+def test_core_complex_extension_parts(oracle: Oracle) -> None:
+    code = {"url": "code", "valueCodeableConcept": {"text": "NL"}}
+    assert not keys(oracle, _on_patient({"url": CORE + "patient-nationality", "extension": [code]}))
+    twice = _on_patient({"url": CORE + "patient-nationality", "extension": [code, code]})
+    assert "Task.contained/max" in keys(oracle, twice)
+    unknown = _on_patient({"url": CORE + "patient-nationality", "extension": [{"url": "zzz", "valueString": "x"}]})
+    assert "Task.contained/unknown" in keys(oracle, unknown)
+
+
+def test_core_extension_on_a_primitive(oracle: Oracle) -> None:
+    dar = CORE + "data-absent-reason"
+    assert not keys(oracle, task(_description={"extension": [{"url": dar, "valueCode": "unknown"}]}))
+    assert keys(oracle, task(_description={"extension": [{"url": dar, "valueCode": "zzz"}]}))
+    assert keys(oracle, task(_description={"extension": [{"url": dar, "valueString": "unknown"}]}))

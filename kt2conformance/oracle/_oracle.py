@@ -279,6 +279,8 @@ class _Walk:
         self.contained_at: tuple[str, str] | None = None
         # contained resources being checked against a target profile (a reference cycle ends here)
         self.checking: set[tuple[str, tuple[str, ...]]] = set()
+        # extension definitions being applied (an extension that nests itself ends here)
+        self.defining: frozenset[str] = frozenset()
         self.issues: list[Issue] = []
 
     def add(self, key: str, kind: str, path: str, message: str, severity: str = "error") -> None:
@@ -462,10 +464,17 @@ class _Walk:
                 problem = self.oracle.placement(url, logical, holder, modifier)
                 if problem is not None:
                     self.add(key, "unknown", ipath, problem)
+            if isinstance(url, str) and holder.extension_url is not None and node.slices \
+                    and url not in node.slices and not hl7.is_absolute_url(url):
+                self.add(key, "unknown", ipath, f"sub-extension url {shown(url)} is not defined by the "
+                         f"extension {holder.extension_url}")
             slice_node = node.slices.get(url) if sliced and isinstance(url, str) else None
+            defined = self.oracle.extension_tree(url) if slice_node is None and isinstance(url, str) else None
             if slice_node is not None:
                 per_slice[slice_node.id] = per_slice.get(slice_node.id, 0) + 1
                 self.value(item, _check(slice_node, _EXTENSION), slice_node.id, ipath)
+            elif defined is not None and isinstance(url, str) and url not in self.defining:
+                self.defined_extension(item, defined, url, key, ipath)
             else:
                 self.value(item, _check(node, _EXTENSION), key, ipath)
         if sliced:
@@ -475,6 +484,19 @@ class _Walk:
                     self.add(sl.id, "min", path, f"extension {sl.slice_name} is required (min {sl.min})")
                 if sl.max is not None and n > sl.max:
                     self.add(sl.id, "max", path, f"extension {sl.slice_name} occurs {n} times (max {sl.max})")
+
+    def defined_extension(self, item: Any, tree: Node, url: str, key: str, path: str) -> None:
+        """An extension whose definition is at hand (R4 core's, the package's) but which no slice
+        names is validated against that definition, as the validator does with every extension
+        it can resolve (its value types, its parts and their cardinality); what breaks it is
+        reported on the element holding it."""
+        sub = _Walk(self.oracle, self.resource)
+        sub.current, sub.contained_at, sub.checking = self.current, self.contained_at, self.checking
+        sub.defining = self.defining | {url}
+        sub.value(item, _check(tree, _EXTENSION), key, path)
+        for issue in sub.issues:
+            kind = f"{issue.key.kind.value}:{issue.key.detail}" if issue.key.detail else issue.key.kind.value
+            self.issues.append(Issue(issue.severity, _key(key, kind), issue.path, issue.message))
 
     # -- single values -----------------------------------------------------------------------
 
@@ -764,6 +786,7 @@ class Oracle:
         self._placements: dict[tuple[str, str, _Holder, bool], str | None] = {}
         self._systems: dict[str, frozenset[str] | None] = {}
         self._profile_trees: dict[str, Node | None] = {}
+        self._extension_trees: dict[str, Node | None] = {}
         self._claims: dict[tuple[str, str | None], str | None] = {}
 
     @cached_property
@@ -780,6 +803,15 @@ class Oracle:
         if url not in self._codes:
             self._codes[url] = frozenset(c for _, c in self.expansion(url) or ())
         return self._codes[url]
+
+    def extension_tree(self, url: str) -> Node | None:
+        """The element tree of an extension definition at hand (R4 core's or the package's)."""
+        base = url.split("|")[0]
+        if base not in self._extension_trees:
+            sd = self.profile.structure_definition(base)
+            usable = sd is not None and sd.get("type") == "Extension" and sd.get("snapshot", {}).get("element")
+            self._extension_trees[base] = _tree_of(self.profile, sd) if sd is not None and usable else None
+        return self._extension_trees[base]
 
     def profile_tree(self, url: str) -> Node | None:
         """The element tree of a resource profile the package defines (KT2Patient), to check a

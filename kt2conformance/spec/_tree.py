@@ -249,6 +249,11 @@ def _tree(profile: Profile | None, elements: list[Json], id_prefix: str | None, 
     for parent, node in slices:
         if node.types and node.types[0].profiles and profile is not None:
             _graft_extension(profile, parent, node)
+        elif parent.name == "extension" and node.explicit_children and "url" in node.explicit_children:
+            # a complex extension's part (`Extension.extension:lang`), named by its fixed url
+            fixed = node.explicit_children["url"].fixed
+            if fixed is not None and isinstance(fixed[1], str):
+                parent.slices[fixed[1]] = node
     return root
 
 
