@@ -21,6 +21,8 @@ R4_CORE_EXTENSIONS = PROFILES_DIR / "r4" / "core-extensions.json.gz"
 R4_CORE_TERMINOLOGY = PROFILES_DIR / "r4" / "core-terminology.json.gz"
 # what HAPI's validator knows with no terminology server: ISO 3166, ISO 4217, USPS
 COMMON_CODE_SYSTEMS = PROFILES_DIR / "r4" / "common-code-systems.json"
+# UCUM's prefixes and units, as the UCUM library HAPI's validator uses has them
+UCUM_ESSENCE = PROFILES_DIR / "r4" / "ucum-essence.json"
 FIXTURES_DIR = DATA_ROOT / "fixtures"
 REFERENCE_SERVER_DIR = PROJECT_ROOT / "reference_server"
 SUITES_DIR = DATA_ROOT / "suites"

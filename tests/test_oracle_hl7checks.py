@@ -17,6 +17,7 @@ from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec._profile import load_profile
+from kt2conformance.spec._ucum import ucum_problem
 
 Task = dict[str, Any]
 NOTE = {"url": "http://example.org/fhir/StructureDefinition/note", "valueString": "n"}
@@ -225,4 +226,29 @@ def test_reference_in_a_primitive_extension_counts_for_dom3(oracle: Oracle, wher
 def test_coding_and_quantity_system_is_absolute(oracle: Oracle, changes: dict[str, Any], expected: set[str]) -> None:
     """A Coding no value set judges (no binding, or an example one) and a Quantity: with a code,
     the system is http:, https: or urn: (InstanceValidator.checkCodedElement)."""
+    assert keys(oracle, task(**changes)) == expected
+
+
+@pytest.mark.parametrize(("code", "valid"), [
+    ("mg", True), ("mmol/L", True), ("10*3/uL", True), ("kg/m2", True), ("ug/(24.h)", True), ("mm[Hg]", True),
+    ("{beats}/min", True), ("/min", True), ("%", True), ("KiBy", True), ("m)", True),  # the library's own leniency
+    ("xyz", False), ("mg.", False), ("m//", False), ("kin", False), ("(m", False), ("m{é}", False), ("m)x", False),
+    ("k[in_i]", False),  # an inch is not metric: no prefix
+])
+def test_ucum_codes_as_the_validator_parses_them(code: str, valid: bool) -> None:
+    assert (ucum_problem(code) is None) is valid
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"extension": ext("http://example.org/e", valueQuantity={"value": 1, "system": "http://unitsofmeasure.org",
+                                                              "code": "mg/dL"})}, set()),
+    ({"extension": ext("http://example.org/e", valueCoding={"system": "http://unitsofmeasure.org", "code": "mL"})},
+     set()),
+    ({"extension": ext("http://example.org/e", valueQuantity={"value": 1, "system": "http://unitsofmeasure.org",
+                                                              "code": "mgg"})}, {"Task.extension/binding"}),
+    ({"code": {"coding": [{"system": "http://unitsofmeasure.org", "code": "xyz!!"}]}}, {"Task.code/binding"}),
+], ids=["quantity", "coding", "quantity-unknown-unit", "concept-unknown-unit"])
+def test_ucum_code_in_a_coding_or_quantity(oracle: Oracle, changes: dict[str, Any], expected: set[str]) -> None:
+    """UCUM is a code system HAPI's validator knows in full (with the UCUM library): a unit it
+    cannot parse is an error whatever the binding."""
     assert keys(oracle, task(**changes)) == expected

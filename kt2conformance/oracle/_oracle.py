@@ -40,6 +40,7 @@ from kt2conformance.spec._tree import (
 from kt2conformance.spec._tree import (
     build_tree_of as _tree_of,
 )
+from kt2conformance.spec._ucum import UCUM, ucum_problem
 
 _REF = re.compile(r"(?:.*/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 _EXTENSION = TypeRef("Extension")
@@ -551,11 +552,20 @@ class _Walk:
                 self.coding(item, check.node, key, path)
             elif code == "Quantity":
                 self.coded_system(item, key, path)
+                pair = _coding(item)
+                if pair is not None and pair[0] == UCUM:
+                    self.ucum(pair[1], key, f"{path}.code")
             elif code == "CodeableConcept" and isinstance(item.get("coding"), list):
                 for i, coding in enumerate(item["coding"]):
                     self.coding(coding, check.node, key, f"{path}.coding[{i}]", in_concept=True)
         if check.rules:
             self.rules(item, check, key, path)
+
+    def ucum(self, code: str, key: str, path: str) -> None:
+        """A UCUM code must parse into known units (HAPI knows UCUM in full, with its library)."""
+        problem = ucum_problem(code)
+        if problem is not None:
+            self.add(key, "binding", path, problem)
 
     def coded_system(self, item: dict[str, Any], key: str, path: str) -> None:
         """checkCodedElement on a Coding or Quantity with a system and a code that no value set
@@ -652,6 +662,9 @@ class _Walk:
             if not isinstance(system, str) or "code" in item or "_code" in item:
                 return
             pair = (system, "")  # a system known in full and no code: HAPI's "Unknown code '…#null'"
+        if pair[0] == UCUM and pair[1]:
+            self.ucum(pair[1], key, f"{path}.code")
+            return
         codes = self.oracle.known_system(pair[0])
         if codes is not None and pair[1] not in codes:
             what = f"{shown(pair[1])} is not a code of" if pair[1] else "a Coding without a code names"
