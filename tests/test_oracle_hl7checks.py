@@ -252,3 +252,18 @@ def test_ucum_code_in_a_coding_or_quantity(oracle: Oracle, changes: dict[str, An
     """UCUM is a code system HAPI's validator knows in full (with the UCUM library): a unit it
     cannot parse is an error whatever the binding."""
     assert keys(oracle, task(**changes)) == expected
+
+
+def _careteam(member: str, *contained: dict[str, Any]) -> Task:
+    team = {"resourceType": "CareTeam", "id": "team", "participant": [
+        {"member": {"reference": member}, "onBehalfOf": {"reference": "Organization/organization-1"}}]}
+    subject = {"url": "http://example.org/fhir/StructureDefinition/subject", "valueReference": {"reference": "#team"}}
+    return task(contained=[team, *contained], extension=[subject])
+
+
+def test_resolve_finds_contained_resources_only(oracle: Oracle) -> None:
+    """ctm-1 `member.resolve().iif(empty(), true, ofType(Practitioner).exists())`: a reference
+    the validator cannot resolve passes; a contained member must be a Practitioner."""
+    assert keys(oracle, _careteam("Practitioner/practitioner-1")) == set()
+    assert keys(oracle, _careteam("#pr", {"resourceType": "Practitioner", "id": "pr"})) == set()
+    assert keys(oracle, _careteam("#pa", {"resourceType": "Patient", "id": "pa"})) == {"Task.contained/constraint:ctm-1"}

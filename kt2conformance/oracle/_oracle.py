@@ -441,7 +441,7 @@ class _Walk:
                 elif k == "extension" and ext_node is not None:
                     epath = f"{ppath}.extension"
                     self.extensions(self.items(v, ext_node, ckey, epath), ext_node, ckey, epath, sliced=False,
-                                    holder=_Holder(child.id, tref.code, False, None), modifier=False,
+                                    holder=_Holder(child.base_path or child.id, tref.code, False, None), modifier=False,
                                     at=f"{path}.{prop[1:]}")
                 elif k != "id":
                     self.add(ckey, "unknown", f"{ppath}.{k}", f"unknown element {k!r} on a primitive")

@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache, lru_cache, partial
@@ -152,7 +153,26 @@ def _has_value(inputs: list[Any]) -> list[bool]:
     return [len(inputs) >= 1 and any(not isinstance(i, (dict, list)) for i in inputs)]
 
 
+_ROOT: ContextVar[dict[str, Any] | None] = ContextVar("fhirpath_root", default=None)
+
+
+def _resolve(inputs: list[Any]) -> list[Any]:
+    """resolve() as the HL7 validator has it without a resolver: a `#id` reference is the
+    contained resource of %rootResource with that id; any other reference resolves to nothing
+    (ctm-1's `member.resolve().iif(empty(), true, …)` then holds). fhirpathpy has no resolve()."""
+    root = _ROOT.get()
+    contained = root.get("contained") if isinstance(root, dict) else None
+    found = []
+    for item in inputs:
+        ref = item.get("reference") if isinstance(item, dict) else item
+        if isinstance(ref, str) and ref.startswith("#") and isinstance(contained, list):
+            found += [nodes.ResourceNode.create_node(r, r.get("resourceType"))  # type: ignore[no-untyped-call]
+                      for r in contained if isinstance(r, dict) and r.get("id") == ref[1:]]
+    return found
+
+
 USER_INVOCATIONS: dict[str, Any] = {
+    "resolve": {"fn": _resolve, "arity": {0: []}},
     "hasValue": {"fn": _has_value, "arity": {0: []}},
     # txt-1 and txt-2 as the HL7 validator evaluates them (spec/_xhtml.py); R4 publishes both as
     # htmlChecks(), the validator reads txt-2 as htmlChecks2() (FHIRPathExpressionFixer)
@@ -230,7 +250,9 @@ def _plan(expression: str) -> _Plan:
     top = _top_level(expression)
     head_match = re.fullmatch(r"([A-Za-z_]\w*)(\.[A-Za-z_]\w*(\(\))?)*", top)
     head = head_match.group(1) if head_match and "." in top else None
-    opaque = _WHOLE_INPUT.search(text) or any(m.group(1) not in _KEYWORDS for m in _CALL.finditer(top))
+    # resolve() sees the contained resources of %rootResource: no projection tells its result
+    opaque = _WHOLE_INPUT.search(text) or "resolve(" in text or any(m.group(1) not in _KEYWORDS
+                                                                    for m in _CALL.finditer(top))
     names = None if opaque else frozenset(n for n in _IDENT.findall(text) if n not in _KEYWORDS)
     return _Plan(names, "%resource" in text or "%rootResource" in text, head)
 
@@ -461,6 +483,7 @@ def _memo_key(expression: str, plan: _Plan, typed: bool, focus: Any, resource: d
 def _evaluate(expression: str, focus: Any, resource: dict[str, Any], root: dict[str, Any], typed: bool) -> bool:
     fn = compile_expression(expression, typed)
     seen: dict[int, Any] = {}
+    _ROOT.set(_merged(root, seen))
     return fn(_merged(focus, seen), {"resource": _merged(resource, seen), "rootResource": _merged(root, seen)}) == [True]
 
 

@@ -85,6 +85,9 @@ class Node:
     # Typed with a FHIRPath system type (Resource.id, Element.id, Extension.url): a plain JSON
     # attribute, which has no `_x` companion and so carries no extensions.
     attribute: bool = False
+    # the element's base path (`Address.line` for a profile's `Patient.address.line`): where an
+    # extension's context names it
+    base_path: str | None = None
     # What the oracle compiles from this element once, so that its walk does no generic lookups
     # per value (kt2conformance.oracle._oracle); not copied by dataclasses.replace.
     compiled: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -205,6 +208,7 @@ def _node(profile: Profile | None, el: Json, node_id: str, owns_key: bool) -> No
                     for c in el.get("constraint", []) if c.get("expression")],
         slice_name=el.get("sliceName"),
         attribute=any(t["code"].startswith("http://hl7.org/fhirpath/System.") for t in el.get("type", [])),
+        base_path=base.get("path"),
     )
 
 
