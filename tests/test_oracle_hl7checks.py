@@ -267,3 +267,12 @@ def test_resolve_finds_contained_resources_only(oracle: Oracle) -> None:
     assert keys(oracle, _careteam("Practitioner/practitioner-1")) == set()
     assert keys(oracle, _careteam("#pr", {"resourceType": "Practitioner", "id": "pr"})) == set()
     assert keys(oracle, _careteam("#pa", {"resourceType": "Patient", "id": "pa"})) == {"Task.contained/constraint:ctm-1"}
+
+
+def test_ext1_counts_a_value_with_only_extensions(oracle: Oracle) -> None:
+    """ext-1 (`extension.exists() != value.exists()`): a value[x] that has only its `_x`
+    companion exists, as in FHIRPath."""
+    companion_only = [{"url": "http://example.org/e", "_valueString": {"extension": [NOTE]}}]
+    assert keys(oracle, task(extension=companion_only)) == set()
+    both = [{"url": "http://example.org/e", "_valueString": {"extension": [NOTE]}, "extension": [NOTE]}]
+    assert keys(oracle, task(extension=both)) == {"Task.extension/constraint:ext-1"}

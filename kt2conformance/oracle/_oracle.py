@@ -535,7 +535,8 @@ class _Walk:
                 self.add(key, "constraint:ele-1", path, "element has neither a value nor children (ele-1)")
             if check.extension:
                 has_ext = bool(item.get("extension"))
-                has_value = any(k.startswith("value") for k in item)
+                # a value[x] with only its `_x` companion (extensions, no value) exists as well
+                has_value = any(k.startswith(("value", "_value")) for k in item)
                 if has_ext == has_value:
                     self.add(key, "constraint:ext-1", path, "an extension has either extensions or a value[x], not both (ext-1)")
             self.obj(item, check.typed, key, path)

@@ -76,6 +76,10 @@ class RefereeIssue:
 
 def _matches(oracle_issue: Issue, ref: RefereeIssue, root: str) -> bool:
     ours, theirs = element_path(oracle_issue.path), ref.element
+    if ours.endswith(".meta.profile") and "profile" in ref.message:
+        # a claimed profile the validator judges the resource against: it reports on the
+        # resource, or on the elements the profile does not allow, naming the profile
+        return True
     if theirs == root and ours != root:
         # reported on the resource itself: it must name our element (a missing Task.owner)
         return ours in element_path(ref.message) or ours.split(".", 1)[-1] in ref.message
