@@ -125,6 +125,11 @@ SERVER_RULES: tuple[ServerRule, ...] = (
                "no meta, or meta.profile naming only the base resource", _no_kt2_claim),
     ServerRule("content-type", "a resource must be sent as application/fhir+json", 415, True,
                "a transport fault (the Content-Type header), not a Task body"),
+    ServerRule("bearer-token", "a write without a valid bearer token is refused: none, one the "
+               "server never issued, or the run's own with its signature broken", 401, True,
+               "a write without a token, with an unknown token, and with the run's token "
+               "forged (signature altered, `alg: none`) (the protocol suite; needs the run's "
+               "credentials)"),
     ServerRule("json-syntax", "a body that is not JSON is refused", 400, True,
                "a transport fault (a body that is not JSON), not a Task body"),
     ServerRule("subtask-partOf", "a Task with code `view` needs partOf", 422, False,

@@ -1,7 +1,8 @@
 """The rules a Koppeltaal server enforces beyond the profile, each with hand-made requests built
 from the example Task: a missing KT2Task profile claim, a wrong Content-Type, a body that is not
 JSON, a `view` sub-Task without partOf, a reference to a resource that does not exist, a Task
-that sets its own resource-origin (the server's extension)."""
+that sets its own resource-origin (the server's extension), a write without valid credentials
+(none, or the run's token forged)."""
 
 import json
 import uuid
@@ -12,6 +13,7 @@ from kt2conformance._koppeltaal import BASE_TASK_URL as BASE_TASK
 from kt2conformance._koppeltaal import PROFILE_CLAIMS, RESOURCE_ORIGIN_URL, SUBTASK_CODE, TASK_CODE_SYSTEM
 from kt2conformance._vocabulary import Expectation
 from kt2conformance.run._cases import Case
+from kt2conformance.target._auth import counterfeits
 
 VIEW = {"coding": [{"system": TASK_CODE_SYSTEM, "code": SUBTASK_CODE,
                     "display": "This task can be viewed"}]}
@@ -26,11 +28,25 @@ def _with_origin(task, device):
     return {**task, "extension": [*task.get("extension", []), origin]}
 
 
-def requests(task, device="Device/unknown"):
-    """rule -> [(description, keyword arguments of its Case)]: the example Task, broken once."""
+def _credentials(token):
+    """The bearer-token rule's requests: the example Task, valid, with credentials a server
+    must refuse (none; forged from the run's `token`). None when the run has none."""
+    if token is None:
+        return None
+    return [("a valid Task sent without a bearer token", {"authorization": ""})] + [
+        (f"a valid Task sent with {what}", {"authorization": f"Bearer {forged}"})
+        for what, forged in counterfeits(token)]
+
+
+def requests(task, device="Device/unknown", token=""):
+    """rule -> [(description, keyword arguments of its Case)]: the example Task, broken once
+    (the bearer-token rule's: None for a run without credentials)."""
     text = json.dumps(task)
     missing = f"missing-{uuid.UUID(int=0)}"
+    credentials = _credentials(token)
     return {
+        "server/bearer-token": None if credentials is None else [
+            (description, {"body": task, **request}) for description, request in credentials],
         "server/meta.profile": [
             ("no meta at all", {"body": _without(task, "meta")}),
             ("meta.profile names only the base Task",
@@ -69,10 +85,13 @@ RULES = list(requests({}))
 
 @pytest.mark.parametrize("key", RULES, ids=RULES)
 def test_server_rule(kt, extras, key):
+    made = requests(kt.created.example_task, kt.prereqs.device, kt.client.bearer_token())[key]
+    if made is None:
+        kt.skip(key, "the run has no credentials: nothing to withhold or forge (give --token "
+                     "or --client-id/--private-key)")
     # ids apart from the generated cases of the same rule (`key#1`…) in the invalid suite
     cases = [Case(f"{key}#example-{i}", Expectation.REJECT, key, description, **request)
-             for i, (description, request)
-             in enumerate(requests(kt.created.example_task, kt.prereqs.device)[key], 1)]
+             for i, (description, request) in enumerate(made, 1)]
     kt.expect(extras, kt.check_all(cases))
 
 

@@ -223,7 +223,8 @@ def test_each_invalid_edge_breaks_exactly_its_key() -> None:
     gen = TaskGenerator(PROFILE, PREREQS)
     sent = 0
     for key in ("Task.authoredOn/format", "Task.status/binding", "Task.owner/targetProfile",
-                "Task/constraint:inv-1", "Task.identifier/format", "Task.priority/fixed"):
+                "Task/constraint:inv-1", "Task.identifier/format", "Task.priority/fixed",
+                "Task.identifier/type", "Task.status/type", "Task.meta/type"):
         edges = fault_edges(gen, key)
         assert edges, key
         for d in islice(covering_invalid(PROFILE, key, PREREQS, seed=1), len(edges)):
@@ -241,6 +242,9 @@ def test_invalid_edges_reach_past_each_edge() -> None:
     owner = fault_edges(gen, "Task.owner/targetProfile")
     assert {"target:Device", "target:ActivityDefinition"} <= {e for e in owner}
     assert "order:hidden-by-offsets" in fault_edges(gen, "Task/constraint:inv-1")
+    # the right value in the wrong JSON shape: what a lenient JSON binding lets through
+    assert fault_edges(gen, "Task.identifier/type") == ["json:wrong-type", "json:bare-item"]
+    assert fault_edges(gen, "Task.owner/type") == ["json:wrong-type", "json:one-item-array"]
     authored = fault_edges(gen, "Task.authoredOn/format")
     assert {"dateTime:no-zone", "dateTime:not-a-leap-day", "dateTime:offset-past-14"} <= set(authored)
 

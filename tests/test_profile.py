@@ -292,8 +292,8 @@ def test_lists_both_extension_slices_and_invariants(listed: dict[str, dict[str, 
     assert "Task/constraint:inv-1" in listed
     assert listed["Task/constraint:dom-6"]["severity"] == "warning"
     assert {k for k in listed if k.startswith("server/")} == {
-        "server/meta.profile", "server/content-type", "server/json-syntax",
-        "server/subtask-partOf", "server/reference-integrity", "server/resource-origin",
+        "server/meta.profile", "server/content-type", "server/bearer-token",
+        "server/json-syntax", "server/subtask-partOf", "server/reference-integrity", "server/resource-origin",
         "server/if-match", "server/stale-version", "server/delete"}
 
 

@@ -39,6 +39,12 @@ from kt2conformance.spec._tree import Node, TypeRef, datatype_invariants, dataty
 # the text accepts); broken by one millisecond (a server keeping whole seconds accepts).
 ORDER_EDGES = ("order:plain", "order:hidden-by-offsets", "order:one-millisecond")
 _ORDER_INVARIANTS = frozenset({"inv-1", "per-1"})
+# Edges of a type fault: a value of another JSON type ("x" for an object, a string for a
+# number); the right value in the wrong JSON shape, as a lenient JSON binding takes it: a
+# repeating element's one item without its array, a single element wrapped in a one-item array.
+WRONG_JSON_TYPE = "json:wrong-type"
+BARE_ITEM = "json:bare-item"
+ONE_ITEM_ARRAY = "json:one-item-array"
 
 
 def _locate(gen: TaskGenerator, c: Chooser, task: Task, element_id: str,
@@ -129,7 +135,8 @@ def fault_edges(gen: TaskGenerator, key: str) -> list[str]:
     is allowed: every invalid class of the element's primitive type (or of each primitive part
     of its datatype: `system=uri:whitespace-in-uri`), every case variant and every near code
     outside a bound value set, every target type the profile does not allow, both sides of an
-    ordering invariant across offsets. [] where the kind has one way only (min, max, type…)."""
+    ordering invariant across offsets, a value of the wrong JSON type and the right value in the
+    wrong JSON shape (array or not). [] where the kind has one way only (min, max…)."""
     if rule(key) is not None:
         return []
     parsed = ConstraintKey.parse(key)
@@ -158,6 +165,8 @@ def fault_edges(gen: TaskGenerator, key: str) -> list[str]:
         return edges + [f"other:{code}" for code in codes if code != fixed_code]
     if parsed.kind is Kind.TARGET_PROFILE:
         return [f"target:{t}" for t in sorted(t for t in gen.refs if t not in tref.target_types)]
+    if parsed.kind is Kind.TYPE and not node.is_choice and node.slice_name is None:
+        return [WRONG_JSON_TYPE, BARE_ITEM if node.is_array else ONE_ITEM_ARRAY]
     return []
 
 
@@ -378,6 +387,16 @@ def _type(site: _Site) -> Task | None:
         no_string = all(t.code != "string" for t in node.types)
         site.holder[node.name[:-3] + "String"] = "x" if no_string else None
         return site.task if no_string else None
+    if site.edge in (BARE_ITEM, ONE_ITEM_ARRAY):
+        assert site.prop is not None
+        value = site.value
+        if not node.is_array:
+            site.holder[site.prop] = [value]
+        elif isinstance(value, list) and value:
+            site.holder[site.prop] = value[0]
+        else:
+            return None
+        return site.task
     if tref.primitive is not None:
         return site.put(_WRONG_TYPE.get(tref.code, 12345))
     return site.put("x")

@@ -39,6 +39,10 @@ class Case:
     content_type: str = FHIR_JSON
     resource_type: str = "Task"
     text: str | None = None
+    # The credentials sent instead of the run's: "" none at all, else the Authorization header
+    # value (the bearer-token rule's cases); None: the run's own. A case with its own credentials
+    # expects 401/403 as its refusal, not as a sign the run cannot go on.
+    authorization: str | None = None
     # What the oracle says of `body`, when already known: the generators keep only Tasks the
     # oracle judged valid, or breaking exactly their key, so that verdict is not computed twice.
     oracle_keys: tuple[str, ...] | None = None

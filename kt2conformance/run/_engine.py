@@ -267,7 +267,8 @@ class Engine:
         assert self.client is not None and self.tracker is not None
         sent_now = exchange is None
         if exchange is None:  # to the case's endpoint, whatever resourceType the body claims
-            exchange = self.client.post_raw(case.resource_type, case.payload, case.content_type)
+            exchange = self.client.post_raw(case.resource_type, case.payload, case.content_type,
+                                            authorization=case.authorization)
         base = self.client.base_url
         made = self.tracker.created(exchange) if sent_now else created_id(exchange, base)
         read_back = None

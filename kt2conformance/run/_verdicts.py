@@ -7,6 +7,8 @@ on. Pure functions of the case and the exchange, so the rules are easy to read i
   the documented status (422 for profile violations) and an OperationOutcome with an error issue;
 - 401/403 and a target that stops accepting connections are not findings about the Task but a
   set-up problem: `SetupError` stops the run (exit 2) instead of failing every case after it;
+  except for a case sent with other credentials than the run's (none, forged): there 401/403
+  is the refusal it expects;
 - an answer that says nothing about the Task is an error, not a finding: none at all (timeout,
   dropped connection), still throttled or unavailable (429/503) after the retries, or a 2xx
   without a Location whose body is unusable (HTML, empty, cut off: a gateway's page, not proof
@@ -62,7 +64,7 @@ def judge(case: Case, exchange: Exchange, strict: bool) -> Judgement:
         if exchange.problem is Problem.CANNOT_CONNECT:
             raise SetupError(f"lost the target during the run: {exchange.error}")
         return Judgement(Verdict.ERROR, f"no answer: {exchange.error}")
-    if status in (401, 403):
+    if status in (401, 403) and case.authorization is None:
         raise SetupError(f"{exchange.method} {exchange.url} answered HTTP {status}: the "
                          f"credentials are refused or lack permission (check --token or "
                          f"--client-id/--private-key and the client's role on the target)")

@@ -8,6 +8,8 @@ Every secret is registered with `redact` the moment it exists, so it never reach
 
 from __future__ import annotations
 
+import base64
+import secrets
 import threading
 import time
 import uuid
@@ -46,6 +48,10 @@ class BearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self._token}"
         yield request
+
+    def current_token(self) -> str:
+        """The token every request carries."""
+        return self._token
 
 
 _PEM_TEXT = "-----BEGIN"
@@ -171,6 +177,10 @@ class SmartBackendAuth(httpx.Auth):
             self._refresh_at = time.monotonic() + expires_in - min(30.0, expires_in / 10)
             return self._token
 
+    def current_token(self) -> str:
+        """The access token requests carry now (fetched when there is none yet)."""
+        return self._access_token()
+
     def client_assertion(self) -> str:
         """A freshly signed client assertion for the token endpoint (unique jti each time)."""
         now = int(time.time())
@@ -282,3 +292,28 @@ def build_auth(
         raise UsageError("SMART backend auth needs --target or --token-url")
     return SmartBackendAuth(client_id, private_key, alg=alg, token_url=token_url, kid=kid,
                             fhir_base=target, scope=scope)
+
+
+def counterfeits(token: str) -> list[tuple[str, str]]:
+    """Bearer tokens a server must refuse, made from the run's own `token`: (what it is, the
+    token). One the server never issued; the run's token with its signature altered (for a JWT)
+    or one character changed (an opaque token); for a JWT also its claims re-sent unsigned with
+    `alg: none`. Each is registered as a secret: the claims are the run's."""
+    made = [("a bearer token the server never issued", "kt2c-" + secrets.token_urlsafe(32))]
+    parts = token.split(".")
+    if len(parts) == 3 and all(parts[:2]):
+        signature = parts[2]
+        at = len(signature) // 2
+        if signature:
+            flipped = "A" if signature[at] != "A" else "B"
+            made.append(("the run's token with its signature altered",
+                         ".".join([*parts[:2], signature[:at] + flipped + signature[at + 1:]])))
+        none = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+        made.append(("the run's token re-sent unsigned (alg: none)", f"{none}.{parts[1]}."))
+    elif token:
+        at = len(token) // 2
+        made.append(("the run's token with one character changed",
+                     token[:at] + ("x" if token[at] != "x" else "y") + token[at + 1:]))
+    for _, forged in made:
+        register_secret(forged)
+    return made

@@ -15,7 +15,7 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -143,9 +143,18 @@ class FhirClient:
         return self._request("POST", _segment(str(resource.get("resourceType", ""))),
                              body=json.dumps(resource).encode())
 
-    def post_raw(self, resource_type: str, body: bytes, content_type: str = FHIR_JSON) -> Exchange:
-        """POST bytes as given: for malformed JSON and wrong content types."""
-        return self._request("POST", _segment(resource_type), body=body, content_type=content_type)
+    def post_raw(self, resource_type: str, body: bytes, content_type: str = FHIR_JSON,
+                 authorization: str | None = None) -> Exchange:
+        """POST bytes as given: for malformed JSON and wrong content types. `authorization`
+        replaces the run's credentials for this request: "" sends none, anything else is sent
+        as the Authorization header (for the bearer-token rule); None keeps the run's."""
+        return self._request("POST", _segment(resource_type), body=body, content_type=content_type,
+                             authorization=authorization)
+
+    def bearer_token(self) -> str | None:
+        """The bearer token the run's requests carry, None for a run without credentials."""
+        current = getattr(self.auth, "current_token", None)
+        return current() if callable(current) else None
 
     def update(self, resource: Mapping[str, Any], if_match: str | None = None) -> Exchange:
         """PUT the resource to its own URL (`Type/id`), with an If-Match header when given (a
@@ -205,7 +214,9 @@ class FhirClient:
         content_type: str = FHIR_JSON,
         expect_json: bool = True,
         headers: Mapping[str, str] | None = None,
+        authorization: str | None = None,
     ) -> Exchange:
+        auth: httpx.Auth | None = None if authorization is None else _Credentials(authorization)
         request = self._http.build_request(method, f"{self.base_url}/{path}", content=body,
                                            params=params,
                                            headers={"Content-Type": content_type, **(headers or {})})
@@ -215,7 +226,7 @@ class FhirClient:
             self._throttle()
             with self._rate_lock:
                 self.requests_sent += 1
-            outcome = self._send_once(request, body, expect_json)
+            outcome = self._send_once(request, body, expect_json, auth)
             exchange = outcome.exchange
             wait = self._retry_wait(method, outcome, attempt)
             if wait is None or self._hurry.is_set():
@@ -261,7 +272,8 @@ class FhirClient:
         if slot > now:
             self._hurry.wait(slot - now)
 
-    def _send_once(self, request: httpx.Request, body: bytes | None, expect_json: bool) -> _Attempt:
+    def _send_once(self, request: httpx.Request, body: bytes | None, expect_json: bool,
+                   auth: httpx.Auth | None = None) -> _Attempt:
         exchange = Exchange(
             method=request.method,
             url=str(request.url),
@@ -270,7 +282,8 @@ class FhirClient:
         )
         started = time.monotonic()
         try:
-            response = self._http.send(request, stream=True)
+            response = (self._http.send(request, stream=True) if auth is None
+                        else self._http.send(request, stream=True, auth=auth))
         except httpx.TimeoutException as exc:
             exchange.fail(*_timeout(exc, self.timeout))
             return _Attempt(exchange)
@@ -324,6 +337,21 @@ class FhirClient:
             return b"".join(chunks), (Problem.DROPPED, "connection dropped while reading the "
                                                        f"body: {_describe(exc)}")
         return b"".join(chunks), None
+
+
+class _Credentials(httpx.Auth):
+    """The credentials of one request instead of the run's: none ("") or this Authorization
+    header value."""
+
+    def __init__(self, authorization: str) -> None:
+        self.authorization = authorization
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.authorization:
+            request.headers["Authorization"] = self.authorization
+        else:
+            request.headers.pop("Authorization", None)
+        yield request
 
 
 def _interpret_body(response: httpx.Response, raw: bytes,
