@@ -38,6 +38,16 @@ XHTML = '<div xmlns="http://www.w3.org/1999/xhtml">{}</div>'
 # reasons outside the profile (implicitRules, modifierExtension, contained). meta is set apart:
 # it always declares the profile.
 _NOT_GENERATED = {"id", "meta", "text", "contained", "modifierExtension", "implicitRules", "language"}
+# The envelope a covering set also walks (TaskGenerator._envelope): languages (BCP-47, as the
+# R4 all-languages binding takes them), and meta tags, security labels and a source.
+_LANGUAGES = ("nl", "nl-NL", "en-US")
+_ENVELOPE_META: dict[str, Callable[[Any, int], Any]] = {
+    "tag": lambda c, n: [{"system": "http://example.org/fhir/CodeSystem/tags",
+                          "code": f"{c.choose(WORDS)}-{i}", "display": c.words()} for i in range(n)],
+    "security": lambda c, n: [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                               "code": "N"}],
+    "source": lambda c, n: f"urn:uuid:{uuid.UUID(int=c.integer(0, 2**64))}",
+}
 # Element classes (next to the value classes of kt2conformance.catalogue): an optional element
 # left out, given once, given as often as allowed (up to MANY); each type of a choice, each
 # target type of a reference, each code of a bound value set.
@@ -48,6 +58,9 @@ _NO_COMPANION = frozenset({"canonical"})
 # The extension an `extended` primitive carries in its `_x` companion.
 PRIMITIVE_EXTENSION = "http://example.org/fhir/StructureDefinition/primitive-note"
 MANY = 3
+# ... and, for an element without an upper bound, once given LOTS times (class `many`): a server
+# that caps repeats at a handful (a fixed-size table, a list limit) refuses those.
+MANY_TIMES, LOTS = "many", 25
 TYPE, TARGET, CODE = "type:", "target:", "code:"
 
 
@@ -379,10 +392,17 @@ class TaskGenerator:
             prop = child.name[:-3] + tref.code[0].upper() + tref.code[1:] if child.is_choice else child.name
             if child.is_array:
                 upper = MANY if child.max is None else min(child.max, MANY)
-                n = upper if planned == REPEATED else c.integer(max(child.min, 1), max(upper, 1))
+                if planned == MANY_TIMES and child.max is None:
+                    n = LOTS
+                else:
+                    n = upper if planned == REPEATED else c.integer(max(child.min, 1), max(upper, 1))
                 if child.min == 0 or upper > 1:
-                    self._took(where, REPEATED if n > 1 else PRESENT)
-                out[prop] = [self.value(c, child, tref, clock, full, depth, where) for _ in range(n)]
+                    self._took(where, MANY_TIMES if n == LOTS else REPEATED if n > 1 else PRESENT)
+                if n == LOTS:  # one value LOTS times: 25 drawn ones would rarely all be valid
+                    first = self.value(c, child, tref, clock, full, depth, where)
+                    out[prop] = [copy.deepcopy(first) for _ in range(n)]
+                else:
+                    out[prop] = [self.value(c, child, tref, clock, full, depth, where) for _ in range(n)]
             else:
                 if child.min == 0:
                     self._took(where, PRESENT)
@@ -443,7 +463,47 @@ class TaskGenerator:
                 extensions.append(self.other_extension(c, ext_node, clock, other))
             if extensions:
                 task["extension"] = extensions
+        if full:
+            self._envelope(c, task)
         return self.server_rules(task)
+
+    def _envelope(self, c: Chooser, task: Task) -> None:
+        """The envelope elements the generic fill leaves out, where the plan asks for them (the
+        covering set): a narrative, a language, meta tags, a security label and a source. Every
+        server must take them; one that refuses or drops them is caught."""
+        root = self.tree.id
+        for path, classes in self._envelope_classes().items():
+            planned = self._planned(path)
+            if planned is None or planned not in classes:
+                continue
+            self._took(path, planned)
+            if planned == ABSENT:
+                continue
+            name = path[len(root) + 1:]
+            if name == "text":
+                task["text"] = {"status": "generated", "div": XHTML.format(f"<p>{c.words()}</p>")}
+            elif name == "language":
+                task["language"] = planned[len(CODE):]
+            else:
+                part = name.split(".", 1)[1]
+                meta = task.setdefault("meta", {})
+                count = 2 if planned == REPEATED else 1
+                meta[part] = _ENVELOPE_META[part](c, count)
+
+    def _envelope_classes(self) -> dict[str, tuple[str, ...]]:
+        """path -> classes of the envelope elements this profile allows."""
+        root, children = self.tree.id, self.tree.children
+        out: dict[str, tuple[str, ...]] = {}
+        text, language, meta = children.get("text"), children.get("language"), children.get("meta")
+        if text is not None and not text.forbidden:
+            out[f"{root}.text"] = (ABSENT, PRESENT)
+        if language is not None and not language.forbidden:
+            out[f"{root}.language"] = (ABSENT, *(CODE + code for code in _LANGUAGES))
+        if meta is not None and not meta.forbidden:
+            out[f"{root}.meta.tag"] = (ABSENT, PRESENT, REPEATED)
+            out[f"{root}.meta.security"] = (ABSENT, PRESENT)
+            out[f"{root}.meta.source"] = (ABSENT, PRESENT)
+        return out
 
     def other_extension(self, c: Chooser, ext_node: Node, clock: list[dt.datetime], path: str) -> dict[str, Any]:
         """An extension no slice describes: any url, a value of any type Extension allows (the
@@ -488,7 +548,7 @@ class TaskGenerator:
         return False
 
     def _listed(self) -> dict[str, tuple[str, ...]]:
-        out: dict[str, tuple[str, ...]] = {}
+        out: dict[str, tuple[str, ...]] = dict(self._envelope_classes())
         self._catalogue_children(self.tree.children, self.tree.id, 0, _NOT_GENERATED | {"extension"}, out)
         ext_node = self.tree.children.get("extension")
         if ext_node is not None:
@@ -513,6 +573,8 @@ class TaskGenerator:
                 classes += [ABSENT, PRESENT]
             if child.is_array and (child.max is None or child.max > 1):
                 classes.append(REPEATED)
+            if child.is_array and child.max is None:
+                classes.append(MANY_TIMES)
             if len(child.types) > 1:
                 classes += [TYPE + t.code for t in child.types]
             if self.extensible(child) and any(t.primitive is not None and t.code not in _NO_COMPANION

@@ -11,6 +11,7 @@ pytest plugin (`_plugin`) turns them into the contract's exit code 2 and present
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from kt2conformance import __version__
 from kt2conformance._errors import UsageError
 from kt2conformance._koppeltaal import SERVER_RULES, rule
 from kt2conformance._signals import SIGNALS
-from kt2conformance._vocabulary import Expectation, StopReason, Verdict
+from kt2conformance._vocabulary import Expectation, Problem, StopReason, Verdict
 from kt2conformance.generate._covering import Drawn
 from kt2conformance.generate._faults import fault_edges
 from kt2conformance.generate._strategies import (
@@ -43,7 +44,7 @@ from kt2conformance.run._options import Options
 from kt2conformance.run._progress import Progress
 from kt2conformance.run._report import CaseLog, Outcome, Tallies, write_summary
 from kt2conformance.run._reporting import Reporting
-from kt2conformance.run._verdicts import Judgement, judge, judge_read_back
+from kt2conformance.run._verdicts import Judgement, SetupError, judge, judge_read_back
 from kt2conformance.spec._constraints import Constraint, derive_constraints
 from kt2conformance.spec._profile import Profile, select_profiles
 from kt2conformance.target._auth import build_auth
@@ -60,6 +61,12 @@ INVALID_EXAMPLES = 5
 # failures found after that are shown by their first failing case, without a minimal one.
 SHRINK_SECONDS = 15.0
 SHRINK_RUN_SECONDS = 120.0
+# A target that stops answering would hold a run for cases x --timeout (hours): after this many
+# cases in a row without an answer in time (timeouts, a body that never completes, still
+# throttled after the retries) the run stops as a set-up error, cleans up and says so.
+UNANSWERED_IN_A_ROW = 8
+_UNANSWERED = frozenset({Problem.CONNECT_TIMEOUT, Problem.WRITE_TIMEOUT, Problem.READ_TIMEOUT,
+                         Problem.BODY_INCOMPLETE, Problem.THROTTLED})
 # Rules broken by the request rather than the Task body: the protocol suite covers them.
 PROTOCOL_KEYS = frozenset(r.key for r in SERVER_RULES if r.protocol_only)
 
@@ -138,6 +145,8 @@ class Engine:
         self._shrink_left = SHRINK_RUN_SECONDS
         self.progress: Progress | None = None  # set by whoever knows the expected total
         self._strategies: dict[str, dict[str, SearchStrategy[Any]]] = {}
+        self._unanswered = 0  # cases in a row without an answer in time
+        self._unanswered_lock = threading.Lock()
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -284,7 +293,21 @@ class Engine:
         finally:
             if sent_now and made:
                 self.tracker.delete(made)
+        if sent_now:
+            self._count_unanswered(exchange)
         return Outcome(case, verdict, exchange, self._oracle_keys(case), read_back)
+
+    def _count_unanswered(self, exchange: Exchange) -> None:
+        """Stop the run (SetupError: exit 2, incomplete, cleaned up) once UNANSWERED_IN_A_ROW
+        cases in a row got no answer in time: a target that hangs or trickles ends the run in
+        minutes, not after every case has waited out its timeout."""
+        with self._unanswered_lock:
+            self._unanswered = self._unanswered + 1 if exchange.problem in _UNANSWERED else 0
+            count = self._unanswered
+        if count >= UNANSWERED_IN_A_ROW:
+            raise SetupError(f"the target stopped answering: {count} requests in a row got no "
+                             f"answer in time (the last: {exchange.error}); the run is "
+                             f"incomplete")
 
     def _oracle_keys(self, case: Case) -> list[str]:
         """What the local oracle finds wrong with what was sent (the constraint keys it breaks)."""

@@ -64,10 +64,18 @@ class Lifecycle:
         created = self.client.create(start)
         made = self.tracker.created(created)
         if made is None:
-            self._finish(Case("lifecycle/create", Expectation.ACCEPT, None,
-                              "create the Task the lifecycle updates", start),
-                         created, Judgement(Verdict.ERROR, f"could not create the Task to "
-                                            f"update (HTTP {created.status}): {created.error or ''}"))
+            case = Case("lifecycle/create", Expectation.ACCEPT, None,
+                        "create the Task the lifecycle updates", start)
+            # a valid Task refused (4xx) or failing the server (5xx) is a finding like any
+            # other valid Task's; only an unusable answer leaves the sequence unjudged
+            verdict = judge(case, created, self.strict)
+            if verdict.passed:
+                verdict = Judgement(Verdict.ERROR, f"HTTP {created.status}, but nothing to "
+                                    f"update: the answer names no Task it created")
+            elif verdict.verdict is Verdict.ERROR:
+                verdict = Judgement(Verdict.ERROR, f"could not create the Task to update: "
+                                    f"{verdict.reason}")
+            self._finish(case, created, verdict)
             return self.outcomes
         task_id = made[1]
         try:

@@ -142,6 +142,10 @@ def _created(exchange: Exchange, base_url: str | None) -> tuple[tuple[str, str] 
     return None, None
 
 
+# The cleanup gives up on a target that answered this many deletes in a row not at all.
+UNANSWERED_DELETES = 3
+
+
 class Tracker:
     """Every resource the run created on the target, until it is deleted. Thread-safe: cases run
     concurrently."""
@@ -164,12 +168,12 @@ class Tracker:
                 self._created.append(made)
         return made
 
-    def delete(self, made: tuple[str, str]) -> None:
+    def delete(self, made: tuple[str, str]) -> Exchange | None:
         """Delete one created resource now (unless --keep), confirmed by a read: a 404 or 410
         after the DELETE. A target that still serves it has kept it (`kept`: a finding, and a
         leftover); a failed or unconfirmed delete is retried at the end."""
         if self.keep:
-            return
+            return None
         answer = self.client.delete(*made)
         if answer.status in (404, 410):
             gone = True
@@ -180,7 +184,7 @@ class Tracker:
                     self.kept[made] = check
                     if made in self._created:
                         self._created.remove(made)
-                return
+                return answer
             gone = check.status in (404, 410)
             if gone:
                 with self._lock:
@@ -191,19 +195,25 @@ class Tracker:
             with self._lock:
                 if made in self._created:
                     self._created.remove(made)
+        return answer
 
     def delete_all(self) -> list[str]:
         """Delete everything still tracked, newest first (a Task before the Patient it names);
         returns what could not be deleted, as `Type/id`. An interrupt (a second stop signal)
-        gives up: what is not deleted yet is returned."""
+        gives up: what is not deleted yet is returned; so does a target that answered
+        UNANSWERED_DELETES deletes in a row not at all (each would wait out the timeout)."""
         if self.keep:
             return []
         with self._lock:
             remaining = list(reversed(self._created))
+        unanswered = 0
         for made in remaining:
             try:
-                self.delete(made)
+                answer = self.delete(made)
             except KeyboardInterrupt:
+                break
+            unanswered = unanswered + 1 if answer is not None and answer.status is None else 0
+            if unanswered >= UNANSWERED_DELETES:
                 break
         return self.remaining()
 
