@@ -288,6 +288,8 @@ class _MisbehavingHandler(_Handler):
             self.send(429, {"resourceType": "OperationOutcome"}, headers={"Retry-After": "1"})
         elif mode == "unavailable" and count == 1:
             self.send(503, b"")
+        elif mode == "unavailable-for-days":  # every time, asking for 31 years' patience
+            self.send(503, b"", headers={"Retry-After": "999999999"})
         elif mode == "trickle":
             self._trickle()
         elif mode == "truncated":
@@ -335,7 +337,8 @@ class _MisbehavingHandler(_Handler):
 class MisbehavingServer(LoopbackServer):
     """A FHIR endpoint at URL/MODE: slow, nonjson, empty, huge, drop, reset, trickle (a byte
     every 50 ms), truncated (less body than Content-Length, then close), denied (401),
-    throttle (429 with Retry-After: 1, then OK), unavailable (503, then OK), redirect (302 to
+    throttle (429 with Retry-After: 1, then OK), unavailable (503, then OK), unavailable-for-days
+    (503 with Retry-After: 999999999, every time), redirect (302 to
     `redirect_to`); anything else answers OK. Requests are counted per mode."""
 
     handler = _MisbehavingHandler

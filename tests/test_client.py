@@ -173,6 +173,15 @@ def test_retry_after_is_capped(server: MisbehavingServer) -> None:
     assert exchange.status == 201 and time.monotonic() - started < 0.9
 
 
+def test_retries_wait_at_most_max_retry_wait_together(server: MisbehavingServer) -> None:
+    """503 with Retry-After of 31 years, every time: one capped wait uses up the request's
+    whole patience, so it ends after one retry instead of three full waits."""
+    with _client(server, "unavailable-for-days", max_retry_wait=0.2) as client:
+        exchange = client.create(TASK)
+    assert exchange.status == 503 and exchange.problem is not None
+    assert exchange.attempts == 2 and server.hits["unavailable-for-days"] == 2
+
+
 def test_redirect_to_another_host_is_not_followed(server: MisbehavingServer,
                                                   other: MisbehavingServer) -> None:
     with _client(server, "redirect") as client:

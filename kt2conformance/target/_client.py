@@ -97,8 +97,8 @@ class FhirClient:
     """A FHIR R4 JSON client for one base URL; see the module docstring for the error model.
 
     Retries: 429 and 503 answers are retried (any method: the server did not process them),
-    waiting for Retry-After (seconds or HTTP date, capped at `max_retry_wait`) or an exponential
-    backoff; dropped connections are retried only for idempotent methods, never for POST, since
+    waiting for Retry-After (seconds or HTTP date) or an exponential backoff, all the waits of
+    one request together at most `max_retry_wait` (a server asking for days gets that, once); dropped connections are retried only for idempotent methods, never for POST, since
     the server may have created the resource already. Timeouts are not retried: they would only
     multiply the wait. Redirects are never followed; the 3xx is returned as it came.
     """
@@ -222,6 +222,7 @@ class FhirClient:
                                            headers={"Content-Type": content_type, **(headers or {})})
         started = time.monotonic()
         attempt = 0
+        waited = 0.0  # all retries of one request wait at most max_retry_wait together
         while True:
             self._throttle()
             with self._rate_lock:
@@ -229,8 +230,10 @@ class FhirClient:
             outcome = self._send_once(request, body, expect_json, auth)
             exchange = outcome.exchange
             wait = self._retry_wait(method, outcome, attempt)
-            if wait is None or self._hurry.is_set():
+            if wait is None or self._hurry.is_set() or waited >= self.max_retry_wait:
                 break
+            wait = min(wait, self.max_retry_wait - waited)
+            waited += wait
             attempt += 1
             if self._hurry.wait(wait):  # stopping: the answer so far is the answer
                 break
