@@ -321,6 +321,7 @@ class RedTeamServer(ForwardingProxy):
         self._kept: dict[str, Json] = {}  # Task id -> what a read answers
         self._first_task_id = ""
         self._refs: dict[str, str] = {}  # type -> a reference that exists
+        self.hidden: list[str] = []  # what it created upstream but named otherwise
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -545,6 +546,7 @@ class RedTeamServer(ForwardingProxy):
             if response.status_code == 201:
                 self.applied += 1
                 body = response.json()
+                self.hidden.append(f"Task/{body['id']}")  # created, and never named
                 body["id"] = self._first_task_id
                 self._relay(handler, response, json.dumps(body).encode(),
                             location=f"{self.url}/Task/{self._first_task_id}/_history/1")

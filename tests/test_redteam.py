@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from faulty_targets import HostileTarget, resource_counts, run_harness
 from redteam_servers import BY_NAME, RedTeamServer
@@ -66,3 +67,25 @@ def test_a_valid_task_refused_at_the_lifecycle_start_is_a_finding(
     assert "refused a valid resource" in create["reason"]
     assert result.returncode == 1
     assert "1 over-strict" in result.stdout
+
+
+def test_a_location_naming_an_earlier_resource_is_not_believed(
+        tmp_path: Path, reference_server: ReferenceServer) -> None:
+    """Every create answers with the Location (and id) of the run's own example Task: the
+    case fails with the reason, and the example is not deleted on that word (it is still
+    there for the cleanup at the end, which deletes it once)."""
+    with RedTeamServer(reference_server.base_url, BY_NAME["location-other-id"]) as proxy:
+        result = run_harness(tmp_path, "--target", proxy.url, "--no-cover", "--examples", "1",
+                             "--", "-k", "valid_tasks")
+        hidden = list(proxy.hidden)
+    data = _summary(tmp_path)
+    cases = [c for c in data["cases"] if not c["id"].startswith("example/")]
+    assert cases and all(c["verdict"] == "fail" for c in cases), cases
+    assert all("which this run created before" in c["reason"] for c in cases), cases
+    assert result.returncode == 1
+    # the Tasks the server hid keep the prerequisites they name on the target: listed as left
+    # behind; the example Task itself was deleted by the cleanup
+    assert not [u for u in data["leftovers"] if "/Task/" in u]
+    assert all(u in result.stdout for u in data["leftovers"])
+    for left in hidden + [u.split("/fhir/", 1)[1] for u in data["leftovers"]]:
+        httpx.delete(f"{reference_server.base_url}/{left}", headers={"Accept": "application/fhir+json"})

@@ -279,6 +279,7 @@ class Engine:
             exchange = self.client.post_raw(case.resource_type, case.payload, case.content_type,
                                             authorization=case.authorization)
         base = self.client.base_url
+        reused = self.tracker.reused(exchange) if sent_now else None
         made = self.tracker.created(exchange) if sent_now else created_id(exchange, base)
         read_back = None
         try:
@@ -287,6 +288,9 @@ class Engine:
             if distrusted is not None:
                 verdict = Judgement(Verdict.ERROR, f"HTTP {exchange.status}, but {distrusted}: "
                                                    f"nothing is deleted on its word")
+            elif reused is not None and verdict.verdict is not Verdict.ERROR:
+                verdict = Judgement(Verdict.FAIL, f"HTTP {exchange.status}, but {reused} "
+                                                  f"(nothing is deleted on its word)")
             if verdict.passed and case.expected is Expectation.ACCEPT and made:
                 read_back = self.client.read(*made)
                 verdict = judge_read_back(case.body, read_back)

@@ -98,8 +98,9 @@ class FhirClient:
 
     Retries: 429 and 503 answers are retried (any method: the server did not process them),
     waiting for Retry-After (seconds or HTTP date) or an exponential backoff, all the waits of
-    one request together at most `max_retry_wait` (a server asking for days gets that, once); dropped connections are retried only for idempotent methods, never for POST, since
-    the server may have created the resource already. Timeouts are not retried: they would only
+    one request together at most `max_retry_wait` (a server asking for days gets that, once);
+    dropped connections are retried only for idempotent methods, never for POST, since the
+    server may have created the resource already. Timeouts are not retried: they would only
     multiply the wait. Redirects are never followed; the 3xx is returned as it came.
     """
 

@@ -155,6 +155,7 @@ class Tracker:
         self.keep = keep
         self._lock = threading.Lock()
         self._created: list[tuple[str, str]] = []
+        self._ever: set[tuple[str, str]] = set()  # everything this run created, deleted or not
         # resources the target answered a DELETE for but still served on reading (server/delete)
         self.kept: dict[tuple[str, str], Exchange] = {}
         self.confirmed = 0  # deletes confirmed by a read
@@ -165,8 +166,23 @@ class Tracker:
         made = created_id(exchange, self.client.base_url)
         if made:
             with self._lock:
+                if made in self._ever:  # the answer names an earlier resource: not believed
+                    return None
+                self._ever.add(made)
                 self._created.append(made)
         return made
+
+    def reused(self, exchange: Exchange) -> str | None:
+        """Why the answer to a create cannot be believed because it names a resource this run
+        created before (a server that did not create anything, or points at another resource
+        to have it deleted); None otherwise. Asked before `created`."""
+        made = created_id(exchange, self.client.base_url)
+        with self._lock:
+            seen = made is not None and made in self._ever
+        if made is None or not seen:
+            return None
+        return (f"its Location names {made[0]}/{made[1]}, which this run created before: the "
+                f"server did not create what it says")
 
     def delete(self, made: tuple[str, str]) -> Exchange | None:
         """Delete one created resource now (unless --keep), confirmed by a read: a 404 or 410
