@@ -10,6 +10,8 @@ connections and streaming exactly as a run against a real server would:
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
 import io
 import json
 import secrets
@@ -288,6 +290,10 @@ class _MisbehavingHandler(_Handler):
             self.send(429, {"resourceType": "OperationOutcome"}, headers={"Retry-After": "1"})
         elif mode == "unavailable" and count == 1:
             self.send(503, b"")
+        elif mode == "gzip-bomb":  # 200 KB that inflate to 200 MB of zeros
+            self.send(200, gzip_bomb(), headers={"Content-Encoding": "gzip"})
+        elif mode == "brotli":  # compressed in an encoding the client did not ask for
+            self.send(200, b"\x0b\x02\x80{}\x03", headers={"Content-Encoding": "br"})
         elif mode == "unavailable-for-days":  # every time, asking for 31 years' patience
             self.send(503, b"", headers={"Retry-After": "999999999"})
         elif mode == "trickle":
@@ -334,11 +340,17 @@ class _MisbehavingHandler(_Handler):
         self.close_connection = True
 
 
+@functools.cache
+def gzip_bomb() -> bytes:
+    return gzip.compress(b"\0" * (200 * 1024 * 1024), compresslevel=1)
+
+
 class MisbehavingServer(LoopbackServer):
     """A FHIR endpoint at URL/MODE: slow, nonjson, empty, huge, drop, reset, trickle (a byte
     every 50 ms), truncated (less body than Content-Length, then close), denied (401),
     throttle (429 with Retry-After: 1, then OK), unavailable (503, then OK), unavailable-for-days
-    (503 with Retry-After: 999999999, every time), redirect (302 to
+    (503 with Retry-After: 999999999, every time), gzip-bomb (200 KB of gzip, 200 MB inflated),
+    brotli (Content-Encoding: br, not asked for), redirect (302 to
     `redirect_to`); anything else answers OK. Requests are counted per mode."""
 
     handler = _MisbehavingHandler

@@ -293,6 +293,11 @@ class TaskGenerator:
         ref: dict[str, Any] = {"reference": self.refs[rtype]}
         if c.flip():
             ref["type"] = rtype
+        display = self._planned(f"{path}.display")
+        if display in (ABSENT, PRESENT):  # the covering set only: random Tasks draw as before
+            self._took(f"{path}.display", display)
+            if display == PRESENT:
+                ref["display"] = f"{c.words()} ({rtype})"
         return ref
 
     def coded(self, c: Chooser, node: Node, tref: TypeRef) -> dict[str, Any] | None:
@@ -597,6 +602,9 @@ class TaskGenerator:
                 return []
             return [v.key for v in valid_classes(tref.code)]
         if tref.code == "Reference":
+            # the display text next to the reference: a server that resolves or clears it
+            # loses what the client wrote
+            out[f"{where}.display"] = (ABSENT, PRESENT)
             return [TARGET + t for t in self.targets(tref)]
         if tref.code == "Extension" or depth >= 1:
             return []

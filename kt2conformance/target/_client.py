@@ -15,7 +15,8 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Generator, Mapping
+import zlib
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from kt2conformance.target._redact import redact, redact_headers
 
 FHIR_JSON = "application/fhir+json"
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a read-back may hold several 1 MiB strings
+_SHOWN_OF_TOO_LARGE = 64 * 1024  # what an exchange keeps of a body past that bound
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 503})
 # request headers that add nothing to a reproducer line
@@ -134,6 +136,7 @@ class FhirClient:
             timeout=httpx.Timeout(timeout[1], connect=timeout[0]),
             follow_redirects=False,
             headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON,
+                     "Accept-Encoding": ACCEPT_ENCODING,
                      "User-Agent": f"kt2conformance/{__version__}"},
         )
 
@@ -309,6 +312,8 @@ class FhirClient:
             raw, unusable = self._read_body(response, started)
         finally:
             response.close()
+        if unusable is not None and unusable[0] is Problem.BODY_TOO_LARGE:
+            raw = raw[:_SHOWN_OF_TOO_LARGE]  # enough to show; redacting megabytes takes seconds
         exchange.response_body = redact(raw.decode("utf-8", "replace"))
         if unusable is None:
             exchange.json, unusable = _interpret_body(response, raw, expect_json)
@@ -324,7 +329,7 @@ class FhirClient:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_bytes():
+            for chunk in _decoded(response):
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > self.max_body:
@@ -340,7 +345,42 @@ class FhirClient:
         except httpx.HTTPError as exc:
             return b"".join(chunks), (Problem.DROPPED, "connection dropped while reading the "
                                                        f"body: {_describe(exc)}")
+        except _Undecodable as exc:
+            return b"".join(chunks), (Problem.NOT_JSON, str(exc))
         return b"".join(chunks), None
+
+
+class _Undecodable(Exception):
+    """A response body in a content encoding that cannot be (or was not asked to be) decoded."""
+
+
+# What the client asks for (and decodes itself, `_decoded`): a server that compresses anyway
+# in another encoding sent an answer the client cannot read.
+ACCEPT_ENCODING = "gzip, deflate"
+_DECODED_CHUNK = 64 * 1024
+
+
+def _decoded(response: httpx.Response) -> Iterator[bytes]:
+    """The body, decoded from its Content-Encoding in chunks of at most 64 KiB: a gzip bomb
+    (kilobytes that inflate to gigabytes) is inflated only as far as the reader reads, never
+    all at once (httpx inflates each network chunk whole)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        yield from response.iter_raw()
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise _Undecodable(f"response body in content encoding {encoding[:40]!r}, which was not "
+                           f"asked for (Accept-Encoding: {ACCEPT_ENCODING})")
+    inflate = zlib.decompressobj(47)  # 32 + 15: a gzip or a zlib header, whichever it is
+    try:
+        for raw in response.iter_raw():
+            data = inflate.decompress(raw, _DECODED_CHUNK)
+            while data:
+                yield data
+                tail = inflate.unconsumed_tail
+                data = inflate.decompress(tail, _DECODED_CHUNK) if tail else b""
+    except zlib.error as exc:
+        raise _Undecodable(f"response body is not valid {encoding}: {exc}") from None
 
 
 class _Credentials(httpx.Auth):
