@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -88,16 +89,26 @@ def load_json(text: str, duplicates: list[tuple[int, str]] | None = None) -> Any
 
 def dump_json(value: Any) -> str:
     """JSON text of any value load_json gives (nesting up to _READ_DEPTH, lone surrogates
-    escaped)."""
+    escaped), as a FHIR server reads it: a backspace or form feed is written `\\u0008` and
+    `\\u000c`, never `\\b` and `\\f`, which the HL7 validator's JSON reader (JsonLexer) does not
+    know and refuses the whole body for (HAPI FHIR 8.2: "unknown escape sequence")."""
     before = sys.getrecursionlimit()
     sys.setrecursionlimit(max(before, _READ_DEPTH * 2 + 200))
     try:
         try:
-            return json.dumps(value, ensure_ascii=True, allow_nan=False)
+            text = json.dumps(value, ensure_ascii=True, allow_nan=False)
         except ValueError:  # a BigNumber (written as its text) or a NaN/Infinity from Python
-            return json.dumps(value, ensure_ascii=True, default=str, cls=_BigNumberEncoder)
+            text = json.dumps(value, ensure_ascii=True, default=str, cls=_BigNumberEncoder)
     finally:
         sys.setrecursionlimit(before)
+    if "\\b" in text or "\\f" in text:
+        text = _ESCAPE.sub(lambda m: _AS_UNICODE.get(m.group(1), m.group(0)), text)
+    return text
+
+
+# every escape of JSON text, read left to right (`\\\\f` is an escaped backslash and an f)
+_ESCAPE = re.compile(r"\\(.)")
+_AS_UNICODE = {"b": "\\u0008", "f": "\\u000c"}
 
 
 class _BigNumberEncoder(json.JSONEncoder):

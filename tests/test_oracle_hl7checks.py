@@ -8,11 +8,13 @@ FHIRPath that sees a primitive and its `_x` companion as one item."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from tasks import MINIMAL
 
+from kt2conformance._errors import dump_json
 from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec import _fhirpath as fhirpath
@@ -276,3 +278,16 @@ def test_ext1_counts_a_value_with_only_extensions(oracle: Oracle) -> None:
     assert keys(oracle, task(extension=companion_only)) == set()
     both = [{"url": "http://example.org/e", "_valueString": {"extension": [NOTE]}, "extension": [NOTE]}]
     assert keys(oracle, task(extension=both)) == {"Task.extension/constraint:ext-1"}
+
+
+def test_json_text_escapes_as_the_validator_reads_them(oracle: Oracle) -> None:
+    """The HL7 validator's JSON reader refuses `\\b` and `\\f` escapes (JSON allows them); the
+    same characters written `\\u0008`/`\\u000c` pass, and so does an escaped backslash before
+    an f. dump_json (what the harness sends) writes them so."""
+    base = json.dumps(MINIMAL)[:-1]
+    refused = [i.key for i in oracle.validate_json(base + ', "description": "a\\fb"}') if i.severity == "error"]
+    assert refused == ["Task/type"]
+    for fine in ('"a\\u000cb"', '"a\\\\fb"'):
+        assert [i for i in oracle.validate_json(base + f', "description": {fine}}}') if i.severity == "error"] == []
+    text = dump_json(task(description="a\x0cb\x08"))
+    assert "\\f" not in text and "\\b" not in text and json.loads(text)["description"] == "a\x0cb\x08"

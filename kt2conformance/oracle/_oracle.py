@@ -165,6 +165,7 @@ def _has_children(obj: dict[str, Any]) -> bool:
 
 
 _INDEX = re.compile(r"\[\d+\]")
+_JSON_ESCAPE = re.compile(r"\\(.)")  # every escape of JSON text, read left to right
 
 
 class _Holder(NamedTuple):
@@ -1013,10 +1014,16 @@ class Oracle:
         unique, RFC 8259 §4, and Python would silently keep the last). Text that is not JSON is
         one `type` error."""
         duplicates: list[tuple[int, str]] = []
+        root = self.tree.id
+        escapes = {m.group(1) for m in _JSON_ESCAPE.finditer(text)} if "\\" in text else set()
+        if escapes & {"b", "f"}:
+            # JSON allows them; the HL7 validator's JSON reader (JsonLexer) knows \" \\ \/ \n \r \t and
+            # \uXXXX only (HAPI FHIR 8.2: "unknown escape sequence")
+            return [Issue("error", _key(root, "type"), root, "a \\b or \\f escape in the JSON text: the HL7 "
+                          "validator's JSON reader refuses the body (write \\u0008, \\u000c)")]
         try:
             task = load_json(text, duplicates)
         except (ValueError, RecursionError):
-            root = self.tree.id
             return [Issue("error", _key(root, "type"), root, "not JSON text (a FHIR server refuses the body unread)")]
         return self.validate(task) + self.duplicate_issues(task, duplicates)
 

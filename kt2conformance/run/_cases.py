@@ -4,7 +4,6 @@ case into a minimal one (shrinking)."""
 from __future__ import annotations
 
 import copy
-import json
 import time
 import zlib
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from hypothesis import find as hypothesis_find
 from hypothesis.errors import Flaky, NoSuchExample
 from hypothesis.strategies import SearchStrategy
 
+from kt2conformance._errors import dump_json
 from kt2conformance._vocabulary import Expectation
 from kt2conformance.target._client import FHIR_JSON
 
@@ -53,7 +53,7 @@ class Case:
     @property
     def payload(self) -> bytes:
         """The bytes on the wire."""
-        return (self.text if self.text is not None else json.dumps(self.body)).encode("utf-8")
+        return (self.text if self.text is not None else dump_json(self.body)).encode("utf-8")
 
 
 def property_seed(run_seed: int, name: str) -> int:

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from kt2conformance import __version__
-from kt2conformance._errors import UsageError
+from kt2conformance._errors import UsageError, dump_json
 from kt2conformance._koppeltaal import PRODUCTION_DOMAIN
 from kt2conformance._vocabulary import Problem
 from kt2conformance.target._redact import redact, redact_headers
@@ -145,7 +145,7 @@ class FhirClient:
     def create(self, resource: Mapping[str, Any]) -> Exchange:
         """POST the resource to its type endpoint."""
         return self._request("POST", _segment(str(resource.get("resourceType", ""))),
-                             body=json.dumps(resource).encode())
+                             body=dump_json(resource).encode())
 
     def post_raw(self, resource_type: str, body: bytes, content_type: str = FHIR_JSON,
                  authorization: str | None = None) -> Exchange:
@@ -164,7 +164,7 @@ class FhirClient:
         """PUT the resource to its own URL (`Type/id`), with an If-Match header when given (a
         Koppeltaal server refuses an update without one)."""
         path = f"{_segment(str(resource.get('resourceType', '')))}/{_segment(str(resource.get('id', '')))}"
-        return self._request("PUT", path, body=json.dumps(resource).encode(),
+        return self._request("PUT", path, body=dump_json(resource).encode(),
                              headers={"If-Match": if_match} if if_match is not None else None)
 
     def read(self, resource_type: str, resource_id: str) -> Exchange:
