@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tasks import MINIMAL
 
 from kt2conformance._errors import dump_json, load_json
@@ -375,3 +377,46 @@ def test_core_extension_on_a_primitive(oracle: Oracle) -> None:
     assert not keys(oracle, task(_description={"extension": [{"url": dar, "valueCode": "unknown"}]}))
     assert keys(oracle, task(_description={"extension": [{"url": dar, "valueCode": "zzz"}]}))
     assert keys(oracle, task(_description={"extension": [{"url": dar, "valueString": "unknown"}]}))
+
+
+def _ids_repeat(resource: dict[str, Any]) -> bool:
+    """An independent reading of "two elements share an id" (recursive, for small values):
+    every object's id counts, below the root's own id and contained resources, not inside a
+    resource nested in another."""
+    ids: list[str] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, list):
+            for v in value:
+                visit(v)
+        elif isinstance(value, dict):
+            if isinstance(value.get("id"), str) and value["id"]:
+                ids.append(value["id"])
+            if "resourceType" not in value:
+                for k, v in value.items():
+                    if k != "id":
+                        visit(v)
+
+    for k, v in resource.items():
+        if k not in ("contained", "id"):
+            visit(v)
+    return len(ids) != len(set(ids))
+
+
+_IDS = st.sampled_from(["a", "b", "", 1, None, {"id": "a"}])
+_ELEMENTS = st.recursive(
+    st.one_of(st.none(), st.just("a"), st.fixed_dictionaries({}, optional={"id": _IDS})),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(
+        st.sampled_from(["id", "x", "y", "resourceType", "contained"]), inner, max_size=3)),
+    max_leaves=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(["id", "contained", "identifier", "note", "code"]), _ELEMENTS, max_size=4))
+def test_repeated_ids_found_as_the_full_walk_finds_them(resource: dict[str, Any]) -> None:
+    """duplicate_element_ids first asks a walk without paths whether any id repeats; that walk
+    must agree with the rule itself, or a repeated id would go unreported."""
+    from kt2conformance.oracle._contained import _repeats_an_id, duplicate_element_ids
+
+    assert _repeats_an_id(resource) == _ids_repeat(resource)
+    assert bool(duplicate_element_ids(resource, "Task")) == _ids_repeat(resource)

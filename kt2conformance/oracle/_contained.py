@@ -143,9 +143,31 @@ def relative_canonical_urls(resource: dict[str, Any]) -> list[int]:
             and isinstance(res.get("url"), str) and res["url"] and not hl7.is_absolute_url(res["url"])]
 
 
+def _repeats_an_id(resource: dict[str, Any]) -> bool:
+    """Whether two elements of the resource (as duplicate_element_ids looks at them) share an id:
+    the same walk without paths, so the common case (none) costs no path text per value."""
+    seen: set[str] = set()
+    stack: list[Any] = [v for k, v in resource.items() if k not in ("contained", "id") and isinstance(v, (dict, list))]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, (dict, list)))
+            continue
+        id_ = value.get("id")
+        if isinstance(id_, str) and id_:
+            if id_ in seen:
+                return True
+            seen.add(id_)
+        if "resourceType" not in value:
+            stack.extend(v for k, v in value.items() if k != "id" and isinstance(v, (dict, list)))
+    return False
+
+
 def duplicate_element_ids(resource: dict[str, Any], path: str) -> list[tuple[str, str]]:
     """(instance path, id) of each element whose id an earlier element of the same resource
     (its contained resources left out) already has."""
+    if not _repeats_an_id(resource):
+        return []
     seen: set[str] = set()
     found: list[tuple[str, str]] = []
     stack: list[tuple[Any, str]] = [(v, f"{path}.{k}") for k, v in reversed(list(resource.items()))
