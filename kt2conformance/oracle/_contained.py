@@ -148,10 +148,13 @@ def _repeats_an_id(resource: dict[str, Any]) -> bool:
     the same walk without paths, so the common case (none) costs no path text per value."""
     seen: set[str] = set()
     stack: list[Any] = [v for k, v in resource.items() if k not in ("contained", "id") and isinstance(v, (dict, list))]
+    push = stack.append
     while stack:
         value = stack.pop()
         if isinstance(value, list):
-            stack.extend(v for v in value if isinstance(v, (dict, list)))
+            for v in value:  # loops, not generators: this visits every object of every Task
+                if isinstance(v, (dict, list)):
+                    push(v)
             continue
         id_ = value.get("id")
         if isinstance(id_, str) and id_:
@@ -159,7 +162,9 @@ def _repeats_an_id(resource: dict[str, Any]) -> bool:
                 return True
             seen.add(id_)
         if "resourceType" not in value:
-            stack.extend(v for k, v in value.items() if k != "id" and isinstance(v, (dict, list)))
+            for k, v in value.items():
+                if isinstance(v, (dict, list)) and k != "id":
+                    push(v)
     return False
 
 
