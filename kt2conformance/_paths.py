@@ -23,6 +23,8 @@ R4_CORE_TERMINOLOGY = PROFILES_DIR / "r4" / "core-terminology.json.gz"
 COMMON_CODE_SYSTEMS = PROFILES_DIR / "r4" / "common-code-systems.json"
 # UCUM's prefixes and units, as the UCUM library HAPI's validator uses has them
 UCUM_ESSENCE = PROFILES_DIR / "r4" / "ucum-essence.json"
+# BCP 47 language and region subtags, as HAPI's validator looks languages up in them
+BCP47_SUBTAGS = PROFILES_DIR / "r4" / "bcp47-subtags.json"
 FIXTURES_DIR = DATA_ROOT / "fixtures"
 REFERENCE_SERVER_DIR = PROJECT_ROOT / "reference_server"
 SUITES_DIR = DATA_ROOT / "suites"

@@ -420,3 +420,20 @@ def test_repeated_ids_found_as_the_full_walk_finds_them(resource: dict[str, Any]
 
     assert _repeats_an_id(resource) == _ids_repeat(resource)
     assert bool(duplicate_element_ids(resource, "Task")) == _ids_repeat(resource)
+
+
+# -- BCP 47 languages in a Coding no value set judges, looked up as HAPI looks them up --------------
+
+BCP47 = "urn:ietf:bcp:47"
+
+
+@pytest.mark.parametrize("good", ["nl", "nl-NL", "NL-nl", "nl_NL", "en-419", "de-CH"])
+def test_bcp47_languages_found(oracle: Oracle, good: str) -> None:
+    assert not keys(oracle, ext("Coding", {"system": BCP47, "code": good}))
+
+
+@pytest.mark.parametrize("bad", ["zz-qq", "zh-Hant", "nl-NL-x-foo", "x-klingon", "qaa", "-nl"])
+def test_bcp47_languages_not_found(oracle: Oracle, bad: str) -> None:
+    assert "Task.extension/binding" in keys(oracle, ext("Coding", {"system": BCP47, "code": bad}))
+    # a CodeableConcept's codings are not looked up this way (HAPI leaves them)
+    assert not keys(oracle, ext("CodeableConcept", {"coding": [{"system": BCP47, "code": bad}]}))

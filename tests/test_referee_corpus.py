@@ -26,7 +26,6 @@ DIVERGENCES: dict[str, str] = {
     "att hash bad": "base64 regex (R4): HAPI only counts characters",
     "abstract Resource": "an abstract type is not a resource (R4 §2.3): HAPI accepts it contained",
     "abstract DomainResource": "an abstract type is not a resource (R4 §2.3): HAPI accepts it contained",
-    "ext coding urn:ietf:bcp:47 bad": "BCP-47 language tags in a Coding are not modelled",
     "ext coding snomed bad": "SNOMED CT Codings fail in the offline validator ('Validation failed')",
 }
 

@@ -20,6 +20,7 @@ from kt2conformance._errors import load_json
 from kt2conformance._vocabulary import ConstraintKey, Kind
 from kt2conformance.oracle import _contained as contained_rules
 from kt2conformance.oracle import _hl7checks as hl7
+from kt2conformance.spec import _bcp47 as bcp47
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec import _terminology as terminology
 from kt2conformance.spec import _xhtml as xhtml
@@ -551,6 +552,10 @@ class _Walk:
                 binding = check.node.binding
                 if binding is None or binding[0] == "example":  # no value set check stands in for it
                     self.coded_system(item, key, path)
+                    language = _coding(item)
+                    unknown = bcp47.language_problem(language[1]) if language and language[0] == bcp47.SYSTEM else None
+                    if unknown is not None:
+                        self.add(key, "binding", f"{path}.code", unknown)
                 self.coding(item, check.node, key, path)
             elif code == "Quantity":
                 self.coded_system(item, key, path)
