@@ -3,8 +3,9 @@ times out after a create succeeded), on hand-made exchanges."""
 
 from __future__ import annotations
 
-from kt2conformance._vocabulary import Verdict
-from kt2conformance.run._verdicts import judge_read_back
+from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance.run._cases import Case
+from kt2conformance.run._verdicts import judge, judge_read_back
 from kt2conformance.target._client import Exchange
 
 PASS, FAIL, ERROR = Verdict.PASS, Verdict.FAIL, Verdict.ERROR
@@ -30,3 +31,17 @@ def test_read_back_of_something_else_is_a_failure() -> None:
 
 def test_read_back_as_sent_passes() -> None:
     assert judge_read_back(SENT, _read(200, {**SENT, "id": "1", "meta": {"versionId": "1"}})).verdict == PASS
+
+
+def _created(status: int) -> Exchange:
+    return Exchange("POST", "http://t/fhir/Task", {}, "{}", status=status,
+                    response_headers={"location": "http://t/fhir/Task/1/_history/1"})
+
+
+def test_strict_wants_a_create_answered_with_201() -> None:
+    """A 200 with a Location is a create by the guideline's range; --strict wants 201 Created."""
+    case = Case("valid#1", Expectation.ACCEPT, None, "a valid Task", SENT)
+    assert judge(case, _created(200), strict=False).verdict == PASS
+    refused = judge(case, _created(200), strict=True)
+    assert refused.verdict == FAIL and "not 201" in refused.reason
+    assert judge(case, _created(201), strict=True).verdict == PASS

@@ -4,7 +4,8 @@ on. Pure functions of the case and the exchange, so the rules are easy to read i
 - a valid Task must be accepted (2xx, with a Location header) and read back as sent, apart from
   what the server manages (id, meta.versionId, meta.lastUpdated, meta.source, text);
 - an invalid request must be refused with a 4xx; a 5xx is a server defect; `--strict` also wants
-  the documented status (422 for profile violations) and an OperationOutcome with an error issue;
+  the documented status (422 for profile violations) and an OperationOutcome with an error issue,
+  and a create answered with 201 Created (any 2xx with a Location will do otherwise);
 - 401/403 and a target that stops accepting connections are not findings about the Task but a
   set-up problem: `SetupError` stops the run (exit 2) instead of failing every case after it;
   except for a case sent with other credentials than the run's (none, forged): there 401/403
@@ -29,6 +30,7 @@ from kt2conformance.target._client import RETRY_STATUSES, Exchange, outcome_erro
 from kt2conformance.target._origin import has_resource_origin
 
 _MAX_DIFFERENCES = 3
+CREATED = 201  # what a create answers (FHIR R4 http.html#create); --strict demands it
 
 
 @dataclass(frozen=True)
@@ -72,16 +74,18 @@ def judge(case: Case, exchange: Exchange, strict: bool) -> Judgement:
             200 <= status < 300 and not exchange.response_headers.get("location"))):
         return Judgement(Verdict.ERROR, f"unusable answer (HTTP {status}): {exchange.error}")
     if case.expected is Expectation.ACCEPT:
-        return _judge_accept(exchange)
+        return _judge_accept(exchange, strict)
     return _judge_reject(case, exchange, strict)
 
 
-def _judge_accept(exchange: Exchange) -> Judgement:
+def _judge_accept(exchange: Exchange, strict: bool = False) -> Judgement:
     status = exchange.status
     assert status is not None
     if 200 <= status < 300:
         if not exchange.response_headers.get("location"):
             return Judgement(Verdict.FAIL, f"accepted (HTTP {status}) without a Location header")
+        if strict and status != CREATED:
+            return Judgement(Verdict.FAIL, f"--strict: created with HTTP {status}, not {CREATED}")
         return Judgement(Verdict.PASS, f"accepted (HTTP {status})")
     if 400 <= status < 500:
         return Judgement(Verdict.FAIL, f"refused a valid resource: HTTP {status}{_said(exchange)}")
