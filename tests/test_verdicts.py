@@ -3,7 +3,7 @@ times out after a create succeeded), on hand-made exchanges."""
 
 from __future__ import annotations
 
-from kt2conformance._vocabulary import Expectation, Verdict
+from kt2conformance._vocabulary import Expectation, Problem, Verdict
 from kt2conformance.run._cases import Case
 from kt2conformance.run._verdicts import judge, judge_read_back
 from kt2conformance.target._client import Exchange
@@ -45,3 +45,16 @@ def test_strict_wants_a_create_answered_with_201() -> None:
     refused = judge(case, _created(200), strict=True)
     assert refused.verdict == FAIL and "not 201" in refused.reason
     assert judge(case, _created(201), strict=True).verdict == PASS
+
+
+def test_a_redirect_is_no_verdict_on_the_task() -> None:
+    """A 307 to anywhere is not followed: the Task was neither accepted nor refused, so the case
+    is an error (the run incomplete), never a constraint 'not enforced' or an over-strict one."""
+    redirect = Exchange("POST", "http://t/fhir/Task", {}, "{}", status=307,
+                        response_headers={"location": "http://t/fhir/Task"})
+    redirect.fail(Problem.REDIRECT, "redirect (HTTP 307) to http://t/fhir/Task not followed")
+    for expected in (Expectation.ACCEPT, Expectation.REJECT):
+        case = Case("c#1", expected, None if expected is Expectation.ACCEPT else "Task.note/max",
+                    "a Task", SENT)
+        verdict = judge(case, redirect, strict=False)
+        assert verdict.verdict == ERROR and "not followed" in verdict.reason

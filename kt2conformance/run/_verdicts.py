@@ -11,7 +11,8 @@ on. Pure functions of the case and the exchange, so the rules are easy to read i
   except for a case sent with other credentials than the run's (none, forged): there 401/403
   is the refusal it expects;
 - an answer that says nothing about the Task is an error, not a finding: none at all (timeout,
-  dropped connection), still throttled or unavailable (429/503) after the retries, or a 2xx
+  dropped connection), still throttled or unavailable (429/503) after the retries, a redirect
+  (never followed: it may lead anywhere, with the credentials), or a 2xx
   without a Location whose body is unusable (HTML, empty, cut off: a gateway's page, not proof
   that the server stored, or let through, anything).
 """
@@ -71,7 +72,8 @@ def judge(case: Case, exchange: Exchange, strict: bool) -> Judgement:
                          f"credentials are refused or lack permission (check --token or "
                          f"--client-id/--private-key and the client's role on the target)")
     if exchange.problem is not None and (status in RETRY_STATUSES or (
-            200 <= status < 300 and not exchange.response_headers.get("location"))):
+            200 <= status < 300 and not exchange.response_headers.get("location"))
+            or exchange.problem is Problem.REDIRECT):  # not followed: nothing known of the Task
         return Judgement(Verdict.ERROR, f"unusable answer (HTTP {status}): {exchange.error}")
     if case.expected is Expectation.ACCEPT:
         return _judge_accept(exchange, strict)
