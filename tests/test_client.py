@@ -204,7 +204,7 @@ def test_retries_wait_at_most_max_retry_wait_together(server: MisbehavingServer)
     whole patience, so it ends after one retry instead of three full waits."""
     with _client(server, "unavailable-for-days", max_retry_wait=0.2) as client:
         exchange = client.create(TASK)
-    assert exchange.status == 503 and exchange.problem is not None
+    assert exchange.status == 503 and exchange.error == "still HTTP 503 after 1 retries"
     assert exchange.attempts == 2 and server.hits["unavailable-for-days"] == 2
 
 

@@ -243,7 +243,7 @@ class FhirClient:
                 break
         exchange.attempts = attempt + 1
         exchange.elapsed = time.monotonic() - started
-        if exchange.status in RETRY_STATUSES and exchange.problem is None:
+        if exchange.status in RETRY_STATUSES:  # whatever its body (often none): still throttled
             exchange.fail(Problem.THROTTLED, f"still HTTP {exchange.status} after {attempt} retries")
         return exchange
 
