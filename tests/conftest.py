@@ -1,5 +1,7 @@
-"""Shared fixtures. The embedded reference server starts once per session (about a second) and is
-stopped at the end even when tests fail or the run is interrupted."""
+"""Shared fixtures. The embedded reference server (HAPI FHIR: a JVM start takes several seconds of
+CPU) starts once per session for every test that needs a conforming target, and once more with a
+bearer token for every test that needs one; both are stopped at the end even when tests fail or
+the run is interrupted. Tests of the server's own life cycle start their own."""
 
 from __future__ import annotations
 
@@ -26,6 +28,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def reference_server() -> Iterator[ReferenceServer]:
     """The reference Koppeltaal server on a free port, without a bearer token."""
     with ReferenceServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def token_server() -> Iterator[ReferenceServer]:
+    """The reference server requiring a bearer token (`token_server.token`) on every request but
+    GET /metadata; shared by the tests of token auth and of its secrecy."""
+    with ReferenceServer(token="kt2-token-server-SECRET-7d1e9b3c5a0f2468") as server:
         yield server
 
 

@@ -321,7 +321,8 @@ def test_view_task_with_partof_is_created(client: httpx.Client, refs: dict[str, 
     assert client.post("/Task", json=task).status_code == 201
 
 
-@pytest.mark.parametrize("device", [f"Device/{STATIC_CLIENT}", f"Device/{uuid.uuid4()}"])
+@pytest.mark.parametrize("device", [f"Device/{STATIC_CLIENT}", f"Device/{uuid.uuid4()}"],
+                         ids=["own-device", "other-device"])  # ids the same in every xdist worker
 def test_client_set_resource_origin_is_400(client: httpx.Client, refs: dict[str, str], device: str) -> None:
     refused(client.post("/Task", json=with_origin(minimal_task(refs), device)), 400,
             f"Not allowed to set extension with system {RESOURCE_ORIGIN_URL}")
@@ -426,26 +427,28 @@ def without(resource: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def secured(reference_server_factory: Callable[..., ReferenceServer]) -> Iterator[httpx.Client]:
-    server = reference_server_factory(token="s3cret-token")
-    with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=60.0) as c:
+def secured(token_server: ReferenceServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=token_server.base_url, headers=HEADERS, timeout=60.0) as c:
         yield c
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic s3cret-token", "Bearer"])
-def test_requests_without_the_token_are_401(secured: httpx.Client, authorization: str | None) -> None:
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic {token}", "Bearer"])
+def test_requests_without_the_token_are_401(secured: httpx.Client, token_server: ReferenceServer,
+                                            authorization: str | None) -> None:
     # As production (HAPI's AuthenticationException): 401, a Bearer challenge, a plain-text body.
-    headers = {"Authorization": authorization} if authorization else {}
+    token = str(token_server.token)
+    headers = {"Authorization": authorization.format(token=token)} if authorization else {}
     response = secured.post("/Task", json={"resourceType": "Task"}, headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
-    assert "s3cret" not in response.text
+    assert token not in response.text
     assert secured.get("/Task", headers=headers).status_code == 401
 
 
-def test_metadata_needs_no_token_and_the_token_opens_the_rest(secured: httpx.Client) -> None:
+def test_metadata_needs_no_token_and_the_token_opens_the_rest(secured: httpx.Client,
+                                                              token_server: ReferenceServer) -> None:
     assert secured.get("/metadata").status_code == 200
-    auth = {"Authorization": "Bearer s3cret-token"}
+    auth = {"Authorization": f"Bearer {token_server.token}"}
     assert secured.get("/Task", headers=auth).status_code == 200
     assert secured.post("/Patient", json=kt2("Patient"), headers=auth).status_code == 201
 

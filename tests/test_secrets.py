@@ -15,7 +15,7 @@ puts it into the one-line set-up error.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from kt2conformance.target._server import ReferenceServer
 
 pytestmark = pytest.mark.server
 
-TOKEN = "kt2-bearer-SECRET-3f9c1a7e5b2d4c6a8e0f"
+TOKEN = "kt2-bearer-SECRET-3f9c1a7e5b2d4c6a8e0f"  # the bearer token test_setup_secrets sends
 CLIENT_ID = "kt2-conformance-secrets-test"
 # Pieces of at least WINDOW characters are searched for, every STEP characters along a secret:
 # any leaked run of WINDOW + STEP characters of it is found.
@@ -99,20 +99,19 @@ def private_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_private_key(tmp_path_factory.mktemp("keys") / "rsa.pem", "rsa")
 
 
-def test_a_bearer_token_never_appears(
-        tmp_path: Path, reference_server_factory: Callable[..., ReferenceServer]) -> None:
+def test_a_bearer_token_never_appears(tmp_path: Path, token_server: ReferenceServer) -> None:
     """A server requiring a token, behind the echoing proxy: the run finds the refused valid
     Tasks (exit 1) and not one file or line of output holds the token."""
-    server = reference_server_factory(token=TOKEN)
-    with HostileTarget(server.base_url, "echo") as target:
-        result = run_harness(tmp_path, "--target", target.url, "--token", TOKEN,
+    token = str(token_server.token)
+    with HostileTarget(token_server.base_url, "echo") as target:
+        result = run_harness(tmp_path, "--target", target.url, "--token", token,
                              "--examples", "2", "--no-cover", "--", "-k", SELECTION)
         echoed = target.misbehaved
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr
     assert echoed >= 3  # 2 valid, 2 invalid Tasks and the shrinking probes
     _echoed(tmp_path)
     assert "minimal failing example" in (tmp_path / "reports" / "report.html").read_text()
-    assert_no_leak(produced_text(tmp_path, result), {"the bearer token": pieces(TOKEN)})
+    assert_no_leak(produced_text(tmp_path, result), {"the bearer token": pieces(token)})
 
 
 def test_smart_credentials_never_appear(

@@ -33,7 +33,6 @@ SUMMARY_KEYS = ["tool", "target", "profile", "seed", "started", "duration_s", "c
                 "requests", "totals", "cases", "constraints", "data_loss", "coverage"]  # the contract's order
 CASE_KEYS = {"id", "expected", "constraint", "status", "verdict", "reason"}
 OPTIONAL_CASE_KEYS = {"classes", "data_loss"}
-TOKEN = "e2e-secret-token-0123456789"
 
 
 def run(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -206,20 +205,19 @@ def test_bad_options_are_one_line_usage_errors(tmp_path: Path, args: list[str],
     assert result.stderr == f"kt2conformance: error: {message}\n"
 
 
-def test_tokens_are_checked_and_never_reported(tmp_path: Path) -> None:
-    with ReferenceServer(token=TOKEN) as server:
-        wrong = run(tmp_path, "--target", server.base_url, "--token", "wrong-token-123456",
-                    timeout=60)
-        assert wrong.returncode == 2
-        assert len(wrong.stderr.splitlines()) == 1 and "401" in wrong.stderr
-        before = counts(server.base_url, TOKEN)
-        result = run(tmp_path, "--target", server.base_url, "--token", TOKEN, "--examples", "2", "--no-cover",
-                     "--", "-k", "example or server_rule or Task.note")
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-        assert counts(server.base_url, TOKEN) == before
+def test_tokens_are_checked_and_never_reported(tmp_path: Path, token_server: ReferenceServer) -> None:
+    token, base = str(token_server.token), token_server.base_url
+    wrong = run(tmp_path, "--target", base, "--token", "wrong-token-123456", timeout=60)
+    assert wrong.returncode == 2
+    assert len(wrong.stderr.splitlines()) == 1 and "401" in wrong.stderr
+    before = counts(base, token)
+    result = run(tmp_path, "--target", base, "--token", token, "--examples", "2", "--no-cover",
+                 "--", "-k", "example or server_rule or Task.note")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert counts(base, token) == before
     for report in (tmp_path / "reports").iterdir():
-        assert TOKEN not in report.read_text(), report.name
-    assert TOKEN not in result.stdout + result.stderr
+        assert token not in report.read_text(), report.name
+    assert token not in result.stdout + result.stderr
 
 
 def test_ctrl_c_still_cleans_up(tmp_path: Path, untouched: str) -> None:
