@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kt2conformance._vocabulary import ConstraintKey, Kind
 from kt2conformance.report import (
     BaselineError,
     Finding,
@@ -25,6 +26,7 @@ from kt2conformance.report import (
 )
 from kt2conformance.report._explain import (
     Issue,
+    constraint_text,
     diff_lines,
     differing_paths,
     json_lines,
@@ -143,13 +145,13 @@ def test_paths_and_marks() -> None:
 
 def test_sentences() -> None:
     note = [Issue("Task.note/max", "Task.note", "note is not allowed (max 0)")]
-    assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint="Task.note/max", kind="max",
+    assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint="Task.note/max", kind=Kind.MAX,
                     element="Task.note", status=201, issues=note, said=None, lost=[], reason="",
                     cardinality=(0, "0")) == \
         "The server stored a Task with `note`; KT2Task forbids `Task.note` (max 0)."
     owner = [Issue("Task.owner/min", "Task.owner", "owner is required (min 1)")]
     assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint="Task.owner/min",
-                    kind="min", element="Task.owner", status=201, issues=owner, said=None,
+                    kind=Kind.MIN, element="Task.owner", status=201, issues=owner, said=None,
                     lost=[], reason="", cardinality=(1, "1")) == \
         "The server stored a Task without `owner`; KT2Task requires `Task.owner` (min 1)."
     assert sentence(Finding.OVER_STRICT, profile="KT2Task", constraint=None, kind=None,
@@ -230,7 +232,7 @@ def test_section_reads_what_a_newer_summary_adds() -> None:
         head = {k: v for k, v in summary.items() if k != "cases"}
         return RunFacts(head=head, constraints=summary["constraints"],
                         descriptions={"Task.note/max": "Task.note is not allowed"},
-                        kinds={"Task.note/max": ("max", "Task.note")}, elements={},
+                        elements={},
                         skipped={}, refused_at=Counter())
 
     verdict = run_verdict(newer, FindingCounts.of(records))
@@ -259,14 +261,31 @@ def test_section_reads_what_a_newer_summary_adds() -> None:
      "The server stored a Task that breaks the invariant `Task/constraint:inv-1`: lastModified >= authoredOn (inv-1)."),
 ])
 def test_sentences_by_kind(kind: str, issue: Issue, expected: str) -> None:
-    assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint=issue.key, kind=kind,
+    assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint=issue.key, kind=Kind(kind),
                     element=issue.path, status=201, issues=[issue], said=None, lost=[],
                     reason="") == expected
 
 
+def test_the_profiles_own_text_is_found_by_the_keys_kind_and_detail() -> None:
+    """constraint_text reads the invariant's key from the typed key (its detail), not from text."""
+    element = {"id": "Task", "path": "Task", "min": 0, "max": "*", "short": "A task",
+               "constraint": [{"key": "inv-1", "severity": "error", "human": "last after first",
+                               "expression": "a >= b"},
+                              {"key": "inv-2", "severity": "error", "human": "other", "expression": "c"}]}
+    assert constraint_text(ConstraintKey.parse("Task/constraint:inv-1"), element) == \
+        ("inv-1 (error): last after first", "a >= b")
+    assert constraint_text(ConstraintKey.parse("Task/constraint:inv-9"), element) is None
+    status = {"id": "Task.status", "path": "Task.status", "min": 1, "max": "1", "short": "s",
+              "binding": {"strength": "required", "valueSet": "http://vs", "description": "d"}}
+    assert constraint_text(ConstraintKey.parse("Task.status/binding"), status) == \
+        ("binding (required): http://vs — d", None)
+    assert constraint_text(ConstraintKey.parse("Task.status/min"), status) == ("Task.status 1..1 — s", None)
+    assert constraint_text(ConstraintKey.parse("server/content-type"), None) is None
+
+
 def test_a_request_rule_names_itself() -> None:
     assert sentence(Finding.NOT_ENFORCED, profile="KT2Task", constraint="server/content-type",
-                    kind="server", element="server", status=201, issues=[], said=None, lost=[],
+                    kind=Kind.SERVER, element="server", status=201, issues=[], said=None, lost=[],
                     reason="", rule="a resource must be sent as application/fhir+json (415)") == (
         "The server accepted (HTTP 201) a request that breaks `server/content-type`: "
         "a resource must be sent as application/fhir+json (415).")
@@ -286,11 +305,11 @@ def test_hostile_text_cannot_break_the_page(tmp_path: Path) -> None:
                           content_type="application/fhir+json", received="<html>" * 100_000,
                           read_back=None, curl="curl -sS", curl_body=True,
                           issues=[Issue("Task.note/max", "Task.note", "not allowed")],
-                          profile="KT2Task", kind="max", element="Task.note",
+                          profile="KT2Task", kind=Kind.MAX, element="Task.note",
                           cardinality=(0, "0"), said=None, pointed=[]))
     records = [_rec("reject", "fail", 201)]
     summary = _summary({"Task.note/max": {"cases": 1, "failed": 1, "enforced": False}}, records)
-    facts = RunFacts(head={}, constraints=summary["constraints"], descriptions={}, kinds={},
+    facts = RunFacts(head={}, constraints=summary["constraints"], descriptions={},
                      elements={}, skipped={}, refused_at=Counter())
     html = render_section(run_verdict(summary, FindingCounts.of(records)), facts, log.by_key(),
                           records)

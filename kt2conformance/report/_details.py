@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kt2conformance._vocabulary import Expectation
+from kt2conformance._vocabulary import Expectation, Kind
 from kt2conformance.report._explain import (
     Issue,
     diff_lines,
@@ -92,7 +92,7 @@ class DetailLog:
 def case_detail(*, case_id: str, constraint: str | None, expected: str, verdict: str,
                 reason: str, status: int | None, body: Any, text: str | None,
                 content_type: str, received: str, read_back: Any, curl: str, curl_body: bool,
-                issues: list[Issue], profile: str, kind: str | None, element: str | None,
+                issues: list[Issue], profile: str, kind: Kind | None, element: str | None,
                 cardinality: tuple[int, str] | None, said: str | None,
                 pointed: list[str], rule: str | None = None, resource: str = "Task",
                 minimal: bool = False,

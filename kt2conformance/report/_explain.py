@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kt2conformance._vocabulary import ConstraintKey, Kind
 from kt2conformance.report._verdict import Finding
 
 Path = tuple[str | int, ...]
@@ -148,7 +149,7 @@ def _quote(value: Any) -> str:
     return text if len(text) <= _MAX_INLINE else text[:_MAX_INLINE - 1] + "…"
 
 
-def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: str | None,
+def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: Kind | None,
              element: str | None, status: int | None, issues: Iterable[Issue],
              said: str | None, lost: Sequence[Path], reason: str,
              cardinality: tuple[int, str] | None = None, resource: str = "Task",
@@ -159,22 +160,23 @@ def sentence(finding: Finding, *, profile: str, constraint: str | None, kind: st
     where = show_path(parse_path(issue.path)) if issue else None
     answer = f"HTTP {status}" if status is not None else "no answer"
     if finding is Finding.NOT_ENFORCED:
-        if kind == "max" and cardinality and cardinality[1] == "0" and where:
+        if kind is Kind.MAX and cardinality and cardinality[1] == "0" and where:
             return (f"The server stored a {resource} with `{where}`; {profile} forbids `{element}` "
                     f"(max 0).")
-        if kind == "max" and cardinality and where:
+        if kind is Kind.MAX and cardinality and where:
             return (f"The server stored a {resource} with too many `{where}`; {profile} allows "
                     f"`{element}` at most {cardinality[1]} time(s).")
-        if kind == "min" and issue and issue.path == element:
+        if kind is Kind.MIN and issue and issue.path == element:
             return (f"The server stored a {resource} without `{where}`; {profile} requires "
                     f"`{element}` (min {cardinality[0] if cardinality else 1}).")
-        if issue and kind == "unknown":
+        if issue and kind is Kind.UNKNOWN:
             return (f"The server stored a {resource} with `{where}`, an element {profile} does not "
                     f"define ({issue.message}).")
-        if issue and kind in ("binding", "fixed", "pattern", "format", "type", "targetProfile"):
+        if issue and kind in (Kind.BINDING, Kind.FIXED, Kind.PATTERN, Kind.FORMAT, Kind.TYPE,
+                              Kind.TARGET_PROFILE):
             return (f"The server stored a {resource} whose `{where}` breaks {profile}'s "
                     f"`{constraint}`: {issue.message}.")
-        if issue and kind == "constraint":
+        if issue and kind is Kind.CONSTRAINT:
             return (f"The server stored a {resource} that breaks the invariant `{constraint}`: "
                     f"{issue.message}.")
         if issue:
@@ -207,30 +209,30 @@ def profile_texts(elements: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[st
     return {e["id"]: e for e in elements if isinstance(e, Mapping) and isinstance(e.get("id"), str)}
 
 
-def constraint_text(kind: str | None, key: str | None, element: Mapping[str, Any] | None
+def constraint_text(key: ConstraintKey, element: Mapping[str, Any] | None
                     ) -> tuple[str, str | None] | None:
     """(text, FHIRPath expression or None) the profile itself gives for a constraint: the
     invariant's human text, the element's cardinality, fixed value, pattern or binding."""
-    if element is None or key is None:
+    if element is None:
         return None
+    kind = key.kind
     short = element.get("short") or element.get("definition") or ""
     card = f"{element.get('path', element.get('id'))} {element.get('min', '?')}..{element.get('max', '?')}"
-    if kind == "constraint":
-        inv = key.split(":", 1)[1] if ":" in key else ""
+    if kind is Kind.CONSTRAINT:
         for c in element.get("constraint") or []:
-            if isinstance(c, Mapping) and c.get("key") == inv:
-                return f"{inv} ({c.get('severity', 'error')}): {c.get('human', '')}", c.get("expression")
+            if isinstance(c, Mapping) and c.get("key") == key.detail:
+                return f"{key.detail} ({c.get('severity', 'error')}): {c.get('human', '')}", c.get("expression")
         return None
-    if kind in ("min", "max"):
+    if kind in (Kind.MIN, Kind.MAX):
         return f"{card} — {short}", None
-    if kind in ("fixed", "pattern"):
+    if kind in (Kind.FIXED, Kind.PATTERN):
         for name, value in element.items():
-            if name.startswith(kind) and name != kind:
+            if name.startswith(kind.value) and name != kind.value:  # fixedCode, patternCoding…
                 return f"{card}: {name} = {_quote(value)}", None
-    if kind == "binding" and isinstance(element.get("binding"), Mapping):
+    if kind is Kind.BINDING and isinstance(element.get("binding"), Mapping):
         b = element["binding"]
         return f"binding ({b.get('strength')}): {b.get('valueSet')} — {b.get('description', short)}", None
-    if kind == "targetProfile":
+    if kind is Kind.TARGET_PROFILE:
         targets = [p for t in element.get("type") or [] if isinstance(t, Mapping)
                    for p in t.get("targetProfile") or []]
         return f"{card}: Reference({' | '.join(targets)})", None

@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from kt2conformance._vocabulary import Expectation
+from kt2conformance._vocabulary import ConstraintKey, Expectation
 from kt2conformance.report._baseline import Comparison
 from kt2conformance.report._explain import constraint_text, json_lines, segments
 from kt2conformance.report._overview import (
@@ -98,7 +98,6 @@ class RunFacts:
     head: Mapping[str, Any]  # summary.json without its cases (head, totals, data_loss, coverage…)
     constraints: Mapping[str, Mapping[str, Any]]  # summary.json's constraints
     descriptions: Mapping[str, str]
-    kinds: Mapping[str, tuple[str, str]]  # key -> (kind, element id)
     elements: Mapping[str, Mapping[str, Any]]  # element id -> ElementDefinition
     skipped: Mapping[str, str]
     refused_at: Counter[str]
@@ -221,8 +220,8 @@ def _failure_blocks(groups: list[Group], details: Mapping[str | None, list[dict[
         views = [_case_view(d) for d in failing]
         worst = min((v.status_class for v in views), key=ORDER.index, default=NOT_ENFORCED
                     if key else OVER_STRICT)
-        kind, element = facts.kinds.get(key, ("", "")) if key else ("", "")
-        text = constraint_text(kind, key, facts.elements.get(element)) if key else None
+        parsed = ConstraintKey.parse(key) if key else None  # summary.json's key, read once
+        text = constraint_text(parsed, facts.elements.get(parsed.element)) if parsed else None
         blocks.append(FailureBlock(
             key=key or "valid resources", anchor=anchor(key), status=worst,
             sentence=views[0].sentence if views else "",

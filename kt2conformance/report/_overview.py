@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kt2conformance._vocabulary import ConstraintKey
+
 # Statuses, worst first: the order of the groups, the rows and the filter buttons.
 NOT_ENFORCED, OVER_STRICT, DATA_LOSS, ERROR, UNTESTED, ENFORCED, ACCEPTED = (
     "not-enforced", "over-strict", "data-loss", "error", "untested", "enforced", "accepted")
@@ -57,8 +59,9 @@ def anchor(key: str | None) -> str:
     return "kt-f-" + "".join(c if c.isalnum() else "-" for c in text)
 
 
-def element_of(key: str) -> str:
-    return SERVER_GROUP if key.startswith("server/") else key.rsplit("/", 1)[0] if "/" in key else key
+def element_of(key: ConstraintKey) -> str:
+    """The group a constraint's row goes in: its element's, or the server rules'."""
+    return SERVER_GROUP if key.is_server_rule else key.element
 
 
 def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Mapping[str, str],
@@ -74,8 +77,9 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
     profile's groups come together, in the profiles' order, worst first within a profile.
 
     `constraints` is summary.json's object (key -> cases, failed, enforced, and data_loss where
-    the harness counts it per element); `valid_findings` counts the valid resources' findings by
-    status (OVER_STRICT, DATA_LOSS, ERROR); `refused_at` the elements refusals of valid Tasks
+    the harness counts it per element; each key is read as a `ConstraintKey` here, once);
+    `valid_findings` counts the valid resources' findings by status (OVER_STRICT, DATA_LOSS,
+    ERROR); `refused_at` the elements refusals of valid Tasks
     pointed at; `failing` the keys that have a failure block; `stopped` whether the run ended
     before every suite ran (a constraint without cases was then perhaps just not reached).
     `lost` and `coverage` are summary.json's `data_loss` (element -> cases, kinds) and `coverage`
@@ -101,7 +105,8 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
         valid.rows.append(Row("valid resources", ACCEPTED if valid_cases else UNTESTED,
                               "valid Tasks and official examples: accepted and stored as sent",
                               valid_cases, 0, "" if valid_cases else "no cases"))
-    for key, tally in constraints.items():
+    for spelled, tally in constraints.items():
+        key = ConstraintKey.parse(spelled)
         enforced = tally.get("enforced")
         cases, failed = int(tally.get("cases") or 0), int(tally.get("failed") or 0)
         if enforced is False:
@@ -119,8 +124,8 @@ def build_groups(constraints: Mapping[str, Mapping[str, Any]], descriptions: Map
             status = min(status, DATA_LOSS, key=ORDER.index)
             note = f"{lost_here} data-loss finding(s)" + (f"; {note}" if note else "")
         element = element_of(key)
-        if several and element != SERVER_GROUP:
-            element = f"{several.get(element.split('.')[0].split('/')[0], '?')} · {element}"
+        if several and not key.is_server_rule:  # the element id's root is its resource type
+            element = f"{several.get(key.element.split('.')[0], '?')} · {element}"
         group = groups.setdefault(element, Group(element))
         group.rows.append(Row(key, status, descriptions.get(key, ""), cases, failed, note,
                               anchor(key) if key in failing else None))

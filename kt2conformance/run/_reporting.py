@@ -130,7 +130,6 @@ class Reporting:
         facts = RunFacts(
             head=summary, constraints=summary["constraints"],
             descriptions={k: c.description for k, c in self.constraints.items()},
-            kinds={k: (c.kind, c.element) for k, c in self.constraints.items()},
             elements=self.elements, skipped=skipped, refused_at=self.refused_at, strict=strict,
             profiles={t: p.name for t, p in self.profiles.items()})
         self.section = redact(render_section(verdict, facts, self.details.by_key(),
