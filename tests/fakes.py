@@ -368,6 +368,37 @@ class MisbehavingServer(LoopbackServer):
 # -- a FHIR package registry ---------------------------------------------------------------------
 
 
+class _LingeringCloseHandler(_Handler):
+    """HTTP/1.1 with keep-alive, unlike the other fakes (HTTP/1.0 closes after every answer).
+    Each POST is refused with 422; then, a moment later and without `Connection: close`, the
+    connection is closed, as Jetty under HAPI does after some refusals."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.read_body()
+        fake: LingeringCloseServer = self.server.fake
+        with fake.lock:
+            fake.connections.add(self.client_address)
+        self.send(422, {"resourceType": "OperationOutcome",
+                        "issue": [{"severity": "error", "code": "invalid"}]})
+        self.wfile.flush()
+        time.sleep(fake.linger)
+        self.close_connection = True
+
+
+class LingeringCloseServer(LoopbackServer):
+    """See _LingeringCloseHandler; `connections` records the client ports it served."""
+
+    handler = _LingeringCloseHandler
+
+    def __init__(self, linger: float = 0.3) -> None:
+        super().__init__()
+        self.linger = linger
+        self.lock = threading.Lock()
+        self.connections: set[tuple[str, int]] = set()
+
+
 class _RegistryHandler(_Handler):
     def do_GET(self) -> None:
         fake: RegistryServer = self.server.fake

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from fakes import HUGE_BYTES, MisbehavingServer, gzip_bomb
+from fakes import HUGE_BYTES, LingeringCloseServer, MisbehavingServer, gzip_bomb
 
 from kt2conformance._errors import UsageError
 from kt2conformance.target._client import (
@@ -218,6 +218,16 @@ def test_redirect_to_another_host_is_not_followed(server: MisbehavingServer,
     assert exchange.error == (f"redirect (HTTP 302) to http://localhost:{other.port}/ok/Task/1 "
                               f"not followed")
     assert not other.requests
+
+
+def test_a_refusal_s_connection_is_not_reused() -> None:
+    """A server that closes the connection a moment after a refusal, without saying so: the
+    next create must get its own answer, not "server disconnected" (a create is never retried,
+    so that would be an unanswered case)."""
+    with LingeringCloseServer() as fake, FhirClient(fake.url, timeout=(2.0, 3.0)) as client:
+        answers = [client.create(TASK) for _ in range(3)]
+    assert [(a.status, a.problem) for a in answers] == [(422, None)] * 3
+    assert len(fake.connections) == 3
 
 
 def test_rate_limit_spaces_requests(server: MisbehavingServer) -> None:

@@ -311,6 +311,8 @@ class FhirClient:
             exchange.response_headers = redact_headers(response.headers.multi_items())
             raw, unusable = self._read_body(response, started)
         finally:
+            if response.status_code >= 400:
+                _retire_connection(response)
             response.close()
         if unusable is not None and unusable[0] is Problem.BODY_TOO_LARGE:
             raw = raw[:_SHOWN_OF_TOO_LARGE]  # enough to show; redacting megabytes takes seconds
@@ -459,6 +461,18 @@ def _error_issues(body: Any) -> list[dict[str, Any]]:
 def _segment(value: str) -> str:
     """A URL path segment: ids and type names from generated or server data are escaped."""
     return quote(value, safe="")
+
+
+def _retire_connection(response: httpx.Response) -> None:
+    """Never reuse the connection an error answer came on. Servers (Jetty under HAPI among them)
+    often close it right after a refusal without saying `Connection: close`; the pool can hand
+    it out again before it notices, and the next request then meets "Server disconnected
+    without sending a response". For a POST that is an unanswered case (a create is never
+    retried: it may have been applied), so an incomplete run. A fresh connection per refusal
+    costs a handshake; a false "no answer" costs a verdict."""
+    stream = response.extensions.get("network_stream")
+    if stream is not None:
+        stream.close()
 
 
 def _describe(exc: Exception) -> str:
