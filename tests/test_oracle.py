@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tasks import MINIMAL
+from tasks import MINIMAL, error_keys, task
 
 from kt2conformance import _paths as paths
 from kt2conformance._koppeltaal import KT2TASK_URL
@@ -32,22 +32,6 @@ XHTML_DIV = '<div xmlns="http://www.w3.org/1999/xhtml">Vragenlijst invullen</div
 def oracle() -> Oracle:
     """One oracle for the whole run: building it reads and indexes the profile."""
     return Oracle(load_profile())
-
-
-def task(**changes: Any) -> Task:
-    """MINIMAL with top-level elements replaced; a value of None removes the element. (`for` is a
-    Python keyword: pass it as `**{"for": ...}`.)"""
-    out = copy.deepcopy(MINIMAL)
-    for name, value in changes.items():
-        if value is None:
-            out.pop(name, None)
-        else:
-            out[name] = value
-    return out
-
-
-def error_keys(oracle: Oracle, t: Any) -> set[str]:
-    return {i.key for i in oracle.errors(t)}
 
 
 def ext(url: str, **value: Any) -> dict[str, Any]:

@@ -7,12 +7,12 @@ CodeSystems whatever the binding, and dates at the edges of the calendar."""
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import pytest
-from tasks import MINIMAL
+from tasks import error_keys as keys
+from tasks import task
 
 from kt2conformance import _paths as paths
 from kt2conformance._koppeltaal import KT2TASK_URL
@@ -25,20 +25,6 @@ Task = dict[str, Any]
 @pytest.fixture(scope="module")
 def oracle() -> Oracle:
     return Oracle(load_profile())
-
-
-def task(**changes: Any) -> Task:
-    out = copy.deepcopy(MINIMAL)
-    for name, value in changes.items():
-        if value is None:
-            out.pop(name, None)
-        else:
-            out[name] = value
-    return out
-
-
-def keys(oracle: Oracle, t: Any) -> set[str]:
-    return {i.key for i in oracle.errors(t)}
 
 
 SUBJECT = "http://example.org/fhir/StructureDefinition/subject"

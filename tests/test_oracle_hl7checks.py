@@ -7,12 +7,12 @@ FHIRPath that sees a primitive and its `_x` companion as one item."""
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import pytest
-from tasks import MINIMAL
+from tasks import MINIMAL, task
+from tasks import error_keys as keys
 
 from kt2conformance._errors import dump_json
 from kt2conformance.oracle import _hl7checks as hl7
@@ -28,16 +28,6 @@ NOTE = {"url": "http://example.org/fhir/StructureDefinition/note", "valueString"
 @pytest.fixture(scope="module")
 def oracle() -> Oracle:
     return Oracle(load_profile())
-
-
-def task(**changes: Any) -> Task:
-    out = copy.deepcopy(MINIMAL)
-    out.update(changes)
-    return out
-
-
-def keys(oracle: Oracle, t: Any) -> set[str]:
-    return {i.key for i in oracle.errors(t)}
 
 
 def ident(system: str, value: str | None = "t-1", **more: Any) -> list[dict[str, Any]]:

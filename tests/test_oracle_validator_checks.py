@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tasks import MINIMAL
+from tasks import error_keys as keys
+from tasks import task
 
 from kt2conformance._errors import dump_json, load_json
 from kt2conformance.oracle._oracle import Oracle
@@ -30,18 +31,8 @@ def oracle() -> Oracle:
     return Oracle(load_profile())
 
 
-def task(**changes: Any) -> Task:
-    out = copy.deepcopy(MINIMAL)
-    out.update(copy.deepcopy(changes))
-    return out
-
-
 def ext(kind: str, value: Any) -> Task:
     return task(extension=[{"url": EXT, f"value{kind}": value}])
-
-
-def keys(oracle: Oracle, t: Any) -> set[str]:
-    return {i.key for i in oracle.errors(t)}
 
 
 # -- uri, url, canonical, oid, uuid: InstanceValidator.checkPrimitive ---------------------------
