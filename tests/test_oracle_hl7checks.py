@@ -18,6 +18,7 @@ from kt2conformance._errors import dump_json
 from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.oracle._oracle import Oracle
 from kt2conformance.spec import _fhirpath as fhirpath
+from kt2conformance.spec._lexical import is_absolute_url
 from kt2conformance.spec._profile import load_profile
 from kt2conformance.spec._ucum import ucum_problem
 
@@ -136,10 +137,10 @@ def test_conditional_reference_query(oracle: Oracle, reference: str, expected: s
 
 
 def test_is_absolute_url_as_the_validator_has_it() -> None:
-    assert hl7.is_absolute_url("http://example.org") and hl7.is_absolute_url("urn:iso:std:iso:3166")
-    assert hl7.is_absolute_url("a_b1:x") and hl7.is_absolute_url("file:x")
-    assert not hl7.is_absolute_url("HTTP://example.org") and not hl7.is_absolute_url("a.b:x")
-    assert not hl7.is_absolute_url("http:") and not hl7.is_absolute_url("urn:a b")
+    assert is_absolute_url("http://example.org") and is_absolute_url("urn:iso:std:iso:3166")
+    assert is_absolute_url("a_b1:x") and is_absolute_url("file:x")
+    assert not is_absolute_url("HTTP://example.org") and not is_absolute_url("a.b:x")
+    assert not is_absolute_url("http:") and not is_absolute_url("urn:a b")
     assert hl7.canonical_problem("#frag") is None and hl7.canonical_problem("Questionnaire/q") is not None
 
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kt2conformance.oracle import _hl7checks as hl7
 from kt2conformance.spec import _xhtml as xhtml
+from kt2conformance.spec._lexical import is_absolute_url
 
 __all__ = ["CANONICAL_RESOURCES", "duplicate_element_ids", "duplicate_ids", "orphans", "relative_canonical_urls"]
 
@@ -140,7 +140,7 @@ def relative_canonical_urls(resource: dict[str, Any]) -> list[int]:
     return [i for i, res in enumerate(contained)
             if isinstance(res, dict) and isinstance(res.get("resourceType"), str)
             and res["resourceType"] in CANONICAL_RESOURCES
-            and isinstance(res.get("url"), str) and res["url"] and not hl7.is_absolute_url(res["url"])]
+            and isinstance(res.get("url"), str) and res["url"] and not is_absolute_url(res["url"])]
 
 
 def _repeats_an_id(resource: dict[str, Any]) -> bool:

@@ -14,26 +14,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["canonical_problem", "coded_system_problem", "conditional_reference_problem", "identifier_problems", "is_absolute_url"]
+from kt2conformance.spec._lexical import TOKEN, UUID, is_absolute_url
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # UUIDUtilities
-_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_\[\]]*")  # Utilities.isToken
+__all__ = ["canonical_problem", "coded_system_problem", "conditional_reference_problem", "identifier_problems"]
+
 _QUERY = re.compile(r"\?([_a-zA-Z][_a-zA-Z0-9]*=[^=&]*)(&([_a-zA-Z][_a-zA-Z0-9]*=[^=&]*))*")
-_ISO_URNS = ("urn:iso:", "urn:iso-iec:", "urn:iso-cie:", "urn:iso-astm:", "urn:iso-ieee:", "urn:iec:")
 RFC_3986 = "urn:ietf:rfc:3986"
 RFC_4122 = "https://tools.ietf.org/html/rfc4122"
-
-
-def is_absolute_url(url: str) -> bool:
-    """Utilities.isAbsoluteUrl: a scheme that is http, https or urn, or a lower-case token
-    (letters, digits, `_`), followed by something without a space. `HTTP://x`, `a+b:x` and
-    `http:` are not absolute to the validator, whatever RFC 3986 says."""
-    if ":" not in url:
-        return False
-    scheme, _, details = url.partition(":")
-    known = scheme in ("http", "https", "urn") or (_TOKEN.fullmatch(scheme) is not None and scheme == scheme.lower()) \
-        or url.startswith(_ISO_URNS)
-    return known and bool(details) and " " not in details
 
 
 def _is_absolute(uri: str) -> bool:
@@ -42,7 +29,7 @@ def _is_absolute(uri: str) -> bool:
     if ":" not in uri:
         return False
     scheme, _, tail = uri.partition(":")
-    if _TOKEN.fullmatch(scheme) is None:
+    if TOKEN.fullmatch(scheme) is None:
         return False
     return tail.startswith("/") or ":" in tail if scheme == "file" else True
 
@@ -69,7 +56,7 @@ def identifier_problems(identifier: dict[str, object]) -> list[tuple[str, str]]:
     if system == RFC_3986 and isinstance(value, str) and not _is_absolute(value):
         problems.append(("value", f"under {RFC_3986} the value must be a full URI (with a scheme), not {value!r}"))
     if system == RFC_4122 and isinstance(value, str) and not value.startswith("urn:uuid:") \
-            and _UUID.fullmatch(value) is None:
+            and UUID.fullmatch(value) is None:
         problems.append(("value", f"{value!r} is not a UUID, as {RFC_4122} requires"))
     return problems
 

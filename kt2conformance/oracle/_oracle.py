@@ -24,6 +24,7 @@ from kt2conformance.spec import _bcp47 as bcp47
 from kt2conformance.spec import _fhirpath as fhirpath
 from kt2conformance.spec import _terminology as terminology
 from kt2conformance.spec import _xhtml as xhtml
+from kt2conformance.spec._lexical import is_absolute_url
 from kt2conformance.spec._profile import Profile, load_profile
 from kt2conformance.spec._resource import resource_json
 from kt2conformance.spec._tree import (
@@ -460,7 +461,7 @@ class _Walk:
         for i, item in enumerate(items):
             ipath = f"{path}[{i}]"
             url = item.get("url") if isinstance(item, dict) else None
-            if isinstance(url, str) and url and holder.extension_url is None and not hl7.is_absolute_url(url):
+            if isinstance(url, str) and url and holder.extension_url is None and not is_absolute_url(url):
                 # only a complex extension's parts may have a relative url (InstanceValidator)
                 self.add(key, "format", f"{ipath}.url", f"Extension.url must be an absolute URL, not {shown(url)}")
             elif isinstance(url, str):
@@ -468,7 +469,7 @@ class _Walk:
                 if problem is not None:
                     self.add(key, "unknown", ipath, problem)
             if isinstance(url, str) and holder.extension_url is not None and node.slices \
-                    and url not in node.slices and not hl7.is_absolute_url(url):
+                    and url not in node.slices and not is_absolute_url(url):
                 self.add(key, "unknown", ipath, f"sub-extension url {shown(url)} is not defined by the "
                          f"extension {holder.extension_url}")
             slice_node = node.slices.get(url) if sliced and isinstance(url, str) else None

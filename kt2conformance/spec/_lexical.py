@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["WHITESPACE", "lexical_problem", "trim_ws"]
+__all__ = ["TOKEN", "UUID", "WHITESPACE", "is_absolute_url", "lexical_problem", "trim_ws"]
 
 # org.hl7.fhir.utilities.Utilities.isWhitespace
 WHITESPACE = frozenset("\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
                        "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 _URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # UUIDUtilities
+TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_\[\]]*")  # Utilities.isToken
+_ISO_URNS = ("urn:iso:", "urn:iso-iec:", "urn:iso-cie:", "urn:iso-astm:", "urn:iso-ieee:", "urn:iec:")
 _OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
 _TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)")
 
@@ -62,7 +64,7 @@ def _uri_problem(code: str, url: str) -> str | None:
         return f"{url!r}: an oid starts with urn:oid:"
     if code == "uuid" and not url.startswith("urn:uuid:"):
         return f"{url!r}: a uuid starts with urn:uuid:"
-    if url.startswith("urn:uuid:") and not _UUID.fullmatch(url[9:].split("#", 1)[0]):
+    if url.startswith("urn:uuid:") and not UUID.fullmatch(url[9:].split("#", 1)[0]):
         return f"{url!r}: a urn:uuid: names a UUID in lowercase hex (8-4-4-4-12)"
     if url.startswith("urn:oid:"):
         oid = url[8:]
@@ -87,3 +89,16 @@ def _code_spacing_ok(text: str) -> bool:
         else:
             last_was_space = False
     return True
+
+
+def is_absolute_url(url: str) -> bool:
+    """Utilities.isAbsoluteUrl: a scheme that is http, https or urn, or a lower-case token
+    (letters, digits, `_`), followed by something without a space. `HTTP://x`, `a+b:x` and
+    `http:` are not absolute to the validator, whatever RFC 3986 says. (Extension urls,
+    canonicals and narrative links are all judged by it.)"""
+    if ":" not in url:
+        return False
+    scheme, _, details = url.partition(":")
+    known = scheme in ("http", "https", "urn") or (TOKEN.fullmatch(scheme) is not None and scheme == scheme.lower()) \
+        or url.startswith(_ISO_URNS)
+    return known and bool(details) and " " not in details

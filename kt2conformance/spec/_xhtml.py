@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from kt2conformance.spec._lexical import is_absolute_url
+
 __all__ = ["XNode", "XhtmlError", "fragment_problems", "has_content", "names_ok", "parse", "problems"]
 
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -51,7 +53,6 @@ _BLOCKS = frozenset({"div", "blockquote", "table", "ol", "ul", "p"})
 _URL_PUNCTUATION = frozenset(";?:@&=+$.,/%-_~#[]!'()*|")
 # MimeTypeUtil.checkValidMimeType (Java's \w and \s are ASCII)
 _MIME = re.compile(r"(\w+|\*)/([\w\-+]+|\*)((;\s*(\w+)=\s*(\S+))?)", re.ASCII)
-_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_\[\]]*")
 
 
 class XhtmlError(Exception):
@@ -452,21 +453,11 @@ def _inner(node: XNode, in_para: bool, found: list[str]) -> None:
         _inner(child, in_para or node.name == "p", found)
 
 
-def _is_absolute_url(ref: str) -> bool:
-    """Utilities.isAbsoluteUrl."""
-    if ":" not in ref:
-        return False
-    scheme, details = ref.split(":", 1)
-    return (scheme in ("http", "https", "urn") or (bool(_TOKEN.fullmatch(scheme)) and scheme == scheme.lower())
-            or ref.startswith(("urn:iso:", "urn:iso-iec:", "urn:iso-cie:", "urn:iso-astm:", "urn:iso-ieee:",
-                               "urn:iec:"))) and bool(details) and " " not in details
-
-
 def _link_problems(href: str) -> list[str]:
     """checkReferences, the part that needs nothing but the link."""
     if not href:
         return ["a hyperlink with an empty href"]
-    if not href.startswith("#") and ":" in href and _is_absolute_url(href):
+    if not href.startswith("#") and ":" in href and is_absolute_url(href):
         scheme = href.split(":", 1)[0]
         if scheme in ("javascript", "vbscript"):
             return [f"hyperlink {href!r} has active content ({scheme}:)"]
