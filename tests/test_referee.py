@@ -8,14 +8,13 @@ import copy
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import jsonschema
 import pytest
+from fakes import LoopbackServer, _Handler
 from tasks import MINIMAL
 
 from kt2conformance import _paths as paths
@@ -67,36 +66,25 @@ def test_choice_and_slices_match() -> None:
     assert c.agrees and c.same_element("Task.extension:instantiates.value[x]/type")
 
 
-class _FakeValidator(BaseHTTPRequestHandler):
+class _FakeValidator(_Handler):
     """Answers every $validate with the OperationOutcome in `outcome`, recording the request."""
 
     outcome: ClassVar[dict[str, Any]] = {}
     seen: ClassVar[list[tuple[str, str]]] = []
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        type(self).seen.append((self.path, body))
-        data = json.dumps(type(self).outcome).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/fhir+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        type(self).seen.append((self.path, self.read_body().decode()))
+        self.send(200, type(self).outcome)
 
-    def log_message(self, *args: Any) -> None:
-        pass
+
+class _FakeValidatorServer(LoopbackServer):
+    handler = _FakeValidator
 
 
 @pytest.fixture
 def fake_validator() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _FakeValidator)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _FakeValidatorServer() as server:
+        yield f"{server.url}/fhir"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
